@@ -1,0 +1,3 @@
+"""urbis: an open city data platform."""
+
+__version__ = "0.1.0"
