@@ -55,5 +55,6 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to the newest schema version; returns that version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for index in range(version, len(MIGRATIONS)):
-        conn.executescript(f"BEGIN;\n{MIGRATIONS[index]}\nPRAGMA user_version = {index + 1};\nCOMMIT;")
+        conn.executescript(
+            f"BEGIN;\n{MIGRATIONS[index]}\nPRAGMA user_version = {index + 1};\nCOMMIT;")
     return len(MIGRATIONS)

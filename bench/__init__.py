@@ -1,0 +1,1 @@
+"""urbis benchmark suite: `python -m bench.run` (see docs/benchmarks.md)."""

@@ -1,0 +1,91 @@
+"""The ASGI application: NGSI-LD API under /ngsi-ld/v1, /health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from urbis import __version__
+from urbis.api.ngsild import batch, contexts, discovery, entities
+from urbis.api.responses import json_response, problem_response
+from urbis.broker.container import Broker, build_broker
+from urbis.broker.samples import load_samples
+from urbis.context.errors import (
+    InternalError,
+    InvalidRequest,
+    NgsiError,
+    OperationNotSupported,
+    ResourceNotFound,
+)
+from urbis.settings import Settings
+
+log = logging.getLogger("urbis.api")
+
+
+async def health(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def on_ngsi_error(request: Request, exc: Exception) -> Response:
+    """Render NGSI-LD errors as problem+json."""
+    assert isinstance(exc, NgsiError)
+    return problem_response(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path, wrong method) as problem+json."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return problem_response(ResourceNotFound(f"no resource at {request.url.path}"))
+    if exc.status_code == 405:
+        err = OperationNotSupported(f"{request.method} is not supported on {request.url.path}")
+        err.status = 405
+        return problem_response(err)
+    return problem_response(InvalidRequest(str(exc.detail)))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    """Anything else: logged with its traceback, answered with a bare 500 problem."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem_response(InternalError("an unexpected error occurred; it has been logged"))
+
+
+def create_app(settings: Settings, broker: Broker | None = None, demo: bool = False
+               ) -> Starlette:
+    """The urbis ASGI app; opens its broker at start-up unless one is given."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = broker is None
+        app.state.broker = broker if broker is not None else await build_broker(settings)
+        if demo:
+            count = await load_samples(app.state.broker)
+            log.info("demo: %d sample entities loaded", count)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.broker.close()
+
+    ngsild = [*entities.routes, *batch.routes, *discovery.routes, *contexts.routes]
+    app = Starlette(
+        routes=[Route("/health", health), Mount("/ngsi-ld/v1", routes=ngsild)],
+        lifespan=lifespan,
+        exception_handlers={
+            NgsiError: on_ngsi_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+    )
+    app.state.settings = settings
+    if broker is not None:
+        app.state.broker = broker
+    return app

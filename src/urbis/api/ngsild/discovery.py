@@ -1,0 +1,111 @@
+"""HTTP adapter for discovery: /types and /attributes (clause 5.7.5 to 5.7.10)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from urbis.api.ngsild.common import RequestContext, entity_response, negotiate, request_context
+from urbis.context.errors import ResourceNotFound
+from urbis.storage.base import AttributeInfo, TypeInfo
+
+
+def _details(request: Request) -> bool:
+    return request.query_params.get("details", "false").lower() == "true"
+
+
+def _type_entry(info: TypeInfo, ctx: RequestContext) -> dict[str, Any]:
+    return {
+        "id": info.type,
+        "type": "EntityType",
+        "typeName": ctx.tm.compact(info.type),
+        "attributeNames": sorted(ctx.tm.compact(a) for a in info.attributes),
+    }
+
+
+def _attribute_entry(info: AttributeInfo, ctx: RequestContext) -> dict[str, Any]:
+    return {
+        "id": info.name,
+        "type": "Attribute",
+        "attributeName": ctx.tm.compact(info.name),
+        "attributeCount": info.count,
+        "attributeTypes": sorted(t for t in info.attribute_types if t),
+        "typeNames": sorted(ctx.tm.compact(t) for t in info.types),
+    }
+
+
+async def list_types(request: Request) -> Response:
+    """GET /types (details=true for EntityType objects)."""
+    kind = negotiate(request)
+    ctx = await request_context(request)
+    infos = await request.app.state.broker.entities.types(ctx.actor)
+    if _details(request):
+        return entity_response([_type_entry(i, ctx) for i in infos], ctx, kind)
+    body = {
+        "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
+        "type": "EntityTypeList",
+        "typeList": [ctx.tm.compact(i.type) for i in infos],
+    }
+    return entity_response(body, ctx, kind)
+
+
+async def type_info(request: Request) -> Response:
+    """GET /types/{type}."""
+    kind = negotiate(request)
+    ctx = await request_context(request)
+    wanted = ctx.tm.expand(request.path_params["type"])
+    infos = await request.app.state.broker.entities.types(ctx.actor)
+    info = next((i for i in infos if i.type == wanted), None)
+    if info is None:
+        raise ResourceNotFound(f"no entity of type {request.path_params['type']}")
+    body = {
+        "id": info.type,
+        "type": "EntityTypeInfo",
+        "typeName": ctx.tm.compact(info.type),
+        "entityCount": info.count,
+        "attributeDetails": [
+            {"id": name, "type": "Attribute", "attributeName": ctx.tm.compact(name),
+             "attributeTypes": sorted(t for t in types if t)}
+            for name, types in sorted(info.attributes.items())
+        ],
+    }
+    return entity_response(body, ctx, kind)
+
+
+async def list_attributes(request: Request) -> Response:
+    """GET /attributes (details=true for Attribute objects)."""
+    kind = negotiate(request)
+    ctx = await request_context(request)
+    infos = await request.app.state.broker.entities.attributes(ctx.actor)
+    if _details(request):
+        return entity_response([_attribute_entry(i, ctx) for i in infos], ctx, kind)
+    body = {
+        "id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}",
+        "type": "AttributeList",
+        "attributeList": [ctx.tm.compact(i.name) for i in infos],
+    }
+    return entity_response(body, ctx, kind)
+
+
+async def attribute_info(request: Request) -> Response:
+    """GET /attributes/{attr}."""
+    kind = negotiate(request)
+    ctx = await request_context(request)
+    wanted = ctx.tm.expand(request.path_params["attr"])
+    infos = await request.app.state.broker.entities.attributes(ctx.actor)
+    info = next((i for i in infos if i.name == wanted), None)
+    if info is None:
+        raise ResourceNotFound(f"no attribute {request.path_params['attr']}")
+    return entity_response(_attribute_entry(info, ctx), ctx, kind)
+
+
+routes = [
+    Route("/types", list_types, methods=["GET"]),
+    Route("/types/{type:path}", type_info, methods=["GET"]),
+    Route("/attributes", list_attributes, methods=["GET"]),
+    Route("/attributes/{attr:path}", attribute_info, methods=["GET"]),
+]

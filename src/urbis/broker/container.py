@@ -1,0 +1,43 @@
+"""The broker's services wired together for one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from urbis.broker.batch import BatchService
+from urbis.broker.contexts import ContextService
+from urbis.broker.entities import EntityService
+from urbis.broker.queries import Paging
+from urbis.settings import Settings
+from urbis.storage.registry import Stores, open_stores
+
+
+@dataclass(slots=True)
+class Broker:
+    """Every service an adapter may call."""
+
+    stores: Stores
+    entities: EntityService
+    batch: BatchService
+    contexts: ContextService
+    paging: Paging
+
+    async def close(self) -> None:
+        """Release the stores."""
+        await self.stores.close()
+
+
+async def build_broker(settings: Settings) -> Broker:
+    """Open the stores named by the settings and build the services on them."""
+    stores = await open_stores(settings.store, readers=settings.sqlite_readers,
+                               synchronous=settings.sqlite_synchronous)
+    contexts = ContextService(
+        stores.contexts,
+        fetch_timeout=settings.context_fetch_timeout,
+        max_bytes=settings.context_max_bytes,
+        cache_size=settings.context_cache_size,
+        base_url=settings.public_url,
+    )
+    entities = EntityService(stores.entities)
+    return Broker(stores, entities, BatchService(entities), contexts,
+                  Paging(settings.default_limit, settings.max_limit))

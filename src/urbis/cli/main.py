@@ -1,0 +1,42 @@
+"""The `urbis` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from urbis.settings import SettingsError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of every sub-command."""
+    parser = argparse.ArgumentParser(prog="urbis", description="urbis city data platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the NGSI-LD broker")
+    serve.add_argument("--host", help="listen address (URBIS_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (URBIS_PORT, default 1026)")
+    serve.add_argument("--store", help="store URL (URBIS_STORE, default "
+                                       "sqlite:///./urbis-data/urbis.db)")
+    serve.add_argument("--demo", action="store_true",
+                       help="load sample Smart Data Models entities at start")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(host=args.host, port=args.port, store=args.store)
+    except SettingsError as err:
+        print(f"urbis: bad configuration: {err}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from urbis.cli.serve import serve
+
+        return serve(settings, demo=args.demo)
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Settings, declared once: each has a type, a default, an environment variable and a doc line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A setting has a value urbis cannot use."""
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = ()
+             ) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of an urbis process."""
+
+    host: str = _setting("127.0.0.1", "Address the HTTP API listens on.")
+    port: int = _setting(1026, "Port of the NGSI-LD API.")
+    store: str = _setting("sqlite:///./urbis-data/urbis.db",
+                          "Store URL: sqlite:///PATH (embedded default) or postgresql://...")
+    base_url: str = _setting("", "Public base URL of this broker (default http://HOST:PORT); "
+                                 "used in hosted @context URLs and Link headers.")
+    log_level: str = _setting("info", "Log level.",
+                              choices=("debug", "info", "warning", "error"))
+    default_limit: int = _setting(20, "Entities per page when a query gives no limit.")
+    max_limit: int = _setting(1000, "Largest page a query may ask for (else TooManyResults).")
+    context_fetch_timeout: float = _setting(5.0, "Seconds to wait for a remote JSON-LD @context.")
+    context_max_bytes: int = _setting(2_000_000, "Largest remote @context accepted, in bytes.")
+    context_cache_size: int = _setting(512, "Compiled @contexts kept in memory.")
+    sqlite_synchronous: str = _setting(
+        "full", "SQLite synchronous mode: full (every commit fsynced) or normal.",
+        choices=("full", "normal"))
+    sqlite_readers: int = _setting(2, "SQLite reader threads for queries.")
+    max_body_bytes: int = _setting(8_000_000, "Largest request body accepted, in bytes.")
+
+    @property
+    def public_url(self) -> str:
+        """The base URL clients reach this broker at."""
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def validate(self) -> Settings:
+        """Check every value; raise SettingsError with a clear message."""
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise SettingsError(f"{f.name} must be one of {', '.join(choices)}, "
+                                    f"got {getattr(self, f.name)!r}")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be 1..65535, got {self.port}")
+        scheme = urlparse(self.store).scheme
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise SettingsError(
+                f"store must be a sqlite:/// or postgresql:// URL, got {self.store!r}")
+        for name in ("default_limit", "max_limit", "context_cache_size", "sqlite_readers",
+                     "context_max_bytes", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        if self.default_limit > self.max_limit:
+            raise SettingsError("default_limit must not exceed max_limit")
+        if self.context_fetch_timeout <= 0:
+            raise SettingsError("context_fetch_timeout must be positive")
+        return self
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting."""
+    return f"URBIS_{name.upper()}"
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults, then the environment, then explicit overrides; validated."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = _convert(f.name, f.type, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(Settings(), **values).validate()
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    kind = {"int": int, "float": float, "bool": _bool}.get(str(type_name), str)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name(name)} must be a {type_name}, got {raw!r}") from None
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def describe() -> list[dict[str, Any]]:
+    """Every setting with its variable, default and doc (for docs and `config show`)."""
+    return [
+        {"name": f.name, "env": env_name(f.name), "default": f.default, "doc": f.metadata["doc"],
+         "secret": f.metadata["secret"]}
+        for f in fields(Settings)
+    ]

@@ -1,0 +1,46 @@
+"""Choose storage backends by URL: sqlite:///PATH (embedded default) or postgresql://..."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from urbis.storage.base import ContextStore, EntityStore
+
+
+@dataclass(slots=True)
+class Stores:
+    """The opened backends a broker runs on."""
+
+    entities: EntityStore
+    contexts: ContextStore
+
+    async def close(self) -> None:
+        """Close every backend."""
+        await self.entities.close()
+        await self.contexts.close()  # type: ignore[attr-defined]
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a sqlite:/// URL (sqlite:///rel/path or sqlite:////abs/path)."""
+    parsed = urlparse(url)
+    path = (parsed.netloc + parsed.path)[1:] if parsed.path.startswith("/") else parsed.path
+    if not path:
+        raise ValueError(f"no file path in {url!r}")
+    return path
+
+
+async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full") -> Stores:
+    """Open (and migrate) the backends named by a store URL."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from urbis.storage.sqlite.contexts import SqliteContextStore
+        from urbis.storage.sqlite.store import SqliteEntityStore
+
+        path = sqlite_path(url)
+        entities = SqliteEntityStore(path, readers=readers, synchronous=synchronous)
+        await entities.open()
+        contexts = SqliteContextStore(path)
+        await contexts.open()
+        return Stores(entities, contexts)
+    raise ValueError(f"unsupported store URL {url!r} (this build supports sqlite:///PATH)")
