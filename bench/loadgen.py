@@ -41,8 +41,8 @@ def ensure_wrk() -> str:
 def wrk_version(wrk: str) -> str:
     """wrk's version line."""
     out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
-    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) \
-        else "unknown"
+    lines = (out.stdout or out.stderr).splitlines()
+    return lines[0].split(" Copyright")[0].strip() if lines else "unknown"
 
 
 @dataclass(frozen=True)

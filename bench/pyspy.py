@@ -21,9 +21,15 @@ def find_py_spy() -> str | None:
 
 def start(py_spy: str, pid: int, seconds: float, out: Path, rate: int = 250
           ) -> subprocess.Popen[bytes]:
-    """Start `py-spy record` (collapsed stacks) on `pid` for `seconds`."""
+    """Start `py-spy record` (collapsed stacks) on `pid` for `seconds`.
+
+    Only samples of the thread holding the GIL are kept (`--gil`): with one worker, the GIL is
+    the core that Python work shares, so these are the samples that cost throughput (waits on
+    fsync or the network are left out).
+    """
     cmd = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-           "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(out)]
+           "--rate", str(rate), "--format", "raw", "--gil", "--nonblocking",
+           "--output", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -72,7 +78,7 @@ def summarize(raw: Path, top: int = 15, mine: str = "urbis/") -> dict[str, Any]:
 
 def format_summary(name: str, summary: dict[str, Any]) -> str:
     """The summary as text for the console."""
-    lines = [f"py-spy during {name}: {summary['samples']} samples"]
+    lines = [f"py-spy during {name}: {summary['samples']} samples of the GIL-holding thread"]
     for key, title in (("self", "self time, any code"),
                        ("urbis_inclusive", "inclusive, urbis functions"),
                        ("urbis_innermost", "innermost urbis frame (it + what it calls)")):

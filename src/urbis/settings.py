@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlparse
@@ -88,7 +88,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
 
 
 def _convert(name: str, type_name: Any, raw: str) -> Any:
-    kind = {"int": int, "float": float, "bool": _bool}.get(str(type_name), str)
+    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _bool}
+    kind = kinds.get(str(type_name), str)
     try:
         return kind(raw)
     except ValueError:

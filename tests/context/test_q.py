@@ -14,9 +14,9 @@ from urbis.context.jsonld import core_term_map
 from urbis.context.model import Entity
 from urbis.context.query.evaluate import q_matches
 from urbis.context.query.q import (
-    META_NAMES,
     MAX_DEPTH,
     MAX_LENGTH,
+    META_NAMES,
     ORDERED_KINDS,
     And,
     Compare,

@@ -107,7 +107,7 @@ class EntityService:
                                               patch.types)
             return Change(entity, result=report)
 
-        return (await self._one(actor, entity_id, fn)).result  # type: ignore[no-any-return]
+        return (await self._one(actor, entity_id, fn)).result
 
     async def update_attrs(self, actor: Actor, entity_id: str, body: Any, tm: TermMap
                            ) -> ops.AttrReport:
@@ -120,7 +120,7 @@ class EntityService:
             entity, report = ops.update_attrs(cur, entity_id, patch.attrs, now)
             return Change(entity if report.updated else None, result=report)
 
-        return (await self._one(actor, entity_id, fn)).result  # type: ignore[no-any-return]
+        return (await self._one(actor, entity_id, fn)).result
 
     async def patch_attr(self, actor: Actor, entity_id: str, attr: str, body: Any, tm: TermMap,
                          replace: bool = False) -> None:

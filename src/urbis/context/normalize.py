@@ -135,9 +135,14 @@ def parse_attribute(iri: str, value: Any, tm: TermMap, *, allow_null: bool = Fal
     return [parse_instance(iri, value, tm, allow_null=allow_null)]
 
 
+def _type_of(value: dict[str, Any]) -> str | None:
+    kind = value.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 def _looks_like_instance(value: Any) -> bool:
     return isinstance(value, dict) and (
-        value.get("type") in VALUE_KEYS or any(k in value for k in VALUE_KEYS.values())
+        _type_of(value) in VALUE_KEYS or any(k in value for k in VALUE_KEYS.values())
     )
 
 
@@ -154,7 +159,7 @@ def infer_type(iri: str, value: Any) -> str | None:
 
 
 def _is_geometry(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") in _GEOMETRY_TYPES and (
+    return isinstance(value, dict) and _type_of(value) in _GEOMETRY_TYPES and (
         "coordinates" in value or "geometries" in value
     )
 
@@ -168,8 +173,8 @@ def parse_instance(iri: str, value: Any, tm: TermMap, depth: int = 0, *,
         if allow_null:
             return {"type": PROPERTY, "value": NULL_URI}
         raise BadRequestData(f"attribute {iri} has a null value")
-    if isinstance(value, dict) and value.get("type") in VALUE_KEYS:
-        attr_type = value["type"]
+    if isinstance(value, dict) and _type_of(value) in VALUE_KEYS:
+        attr_type = str(value["type"])
     elif isinstance(value, dict) and "type" in value and not _is_geometry(value):
         raise BadRequestData(f"attribute {iri} has an unknown type {value['type']!r:.100}")
     else:
