@@ -3,8 +3,9 @@
 Entity `i` (0-based) has type `TYPES[i % 2]` and id `urn:ngsi-ld:<type>:bench-<i:06d>`; the
 wrk Lua scripts (bench/wrk/common.lua) build the same ids from an index, so keep both in step.
 Every entity has seven attributes, one of them a GeoProperty Point spread uniformly over a
-square of about 14 km x 14 km around the city centre. Attributes use the core @context
-(no Link header), so terms expand to the default vocabulary.
+square around the city centre: 14 km x 14 km for 100,000 entities, smaller for fewer, so
+that the density (and what a `near` query finds) stays the same. Attributes use the core
+@context (no Link header), so terms expand to the default vocabulary.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class City:
     lat: float = 40.4168
     lon: float = -3.7038
     half_side_m: float = 7000.0
+
+    @classmethod
+    def for_entities(cls, count: int) -> City:
+        """A city as dense as 100,000 entities over 14 km x 14 km."""
+        return cls(half_side_m=max(500.0, 7000.0 * math.sqrt(count / 100_000)))
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:

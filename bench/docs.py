@@ -58,7 +58,8 @@ def section(result: dict[str, Any]) -> str:
     parts = [
         DOCS_START,
         "",
-        f"Measured {when}; {cfg['entities']:,} entities loaded, {cfg['duration']:g} s per "
+        f"Measured {when} in {result.get('seconds', 0) / 60:.0f} minutes; "
+        f"{cfg['entities']:,} entities loaded, {cfg['duration']:g} s per "
         f"scenario after {cfg['warmup']:g} s of warm-up, wrk with {cfg['threads']} thread(s) "
         f"and {cfg['connections']} connections ({cfg['latency_connections']} for the latency "
         f"scenarios), one server worker. Command:",
@@ -73,11 +74,18 @@ def section(result: dict[str, Any]) -> str:
         "",
         _targets(result["runs"]),
         "",
+        "*x /health*: throughput divided by that of `GET /health` at the same concurrency "
+        "just before; for the query, its p95 divided by the p95 of `GET /health` at the same "
+        "concurrency.",
+        "",
     ]
     for run in result["runs"]:
+        load = run.get("loadavg_before", [0.0])[0]
+        busy = (f" The machine was not idle: load average {load:.1f} before the server started "
+                f"(other jobs running); see the *machine CPU %* column.") if load > 0.5 else ""
         parts += [f"### All figures, `URBIS_SQLITE_SYNCHRONOUS={run['synchronous']}`", "",
-                  f"`/health` baseline: {run['health_rps']:,.0f} requests/s "
-                  f"(mean of the runs before and after the scenarios).", "",
+                  f"`/health` baseline: {run['health_rps'] or 0:,.0f} requests/s "
+                  f"(mean of the runs before and after the scenarios).{busy}", "",
                   markdown_table(SCENARIO_HEADER, scenario_rows(run)), ""]
         for problem in run.get("problems", []):
             parts.append(f"- problem: {problem}")

@@ -19,7 +19,10 @@ def find_py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def start(py_spy: str, pid: int, seconds: float, out: Path, rate: int = 250
+RATE = 250  # samples per second
+
+
+def start(py_spy: str, pid: int, seconds: float, out: Path, rate: int = RATE
           ) -> subprocess.Popen[bytes]:
     """Start `py-spy record` (collapsed stacks) on `pid` for `seconds`.
 
@@ -42,15 +45,30 @@ def _short(frame: str) -> str:
         if marker in path:
             path = path.split(marker, 1)[1]
             break
-    return f"{match['func']} ({path}:{match['line']})" if match["line"] else \
-        f"{match['func']} ({path})"
+    return f"{match['func']} ({path})"  # per function: line numbers would split its samples
 
 
-def summarize(raw: Path, top: int = 15, mine: str = "urbis/") -> dict[str, Any]:
-    """Self and inclusive sample shares: of all frames, and of urbis' own frames."""
+def _package(frame: str) -> str:
+    """Where a frame's code lives: urbis/<layer>, a third-party package, or the stdlib."""
+    match = _FRAME.match(frame)
+    path = match["file"] if match else frame
+    if path.startswith("urbis/"):
+        return "/".join(path.split("/")[:2])
+    head = path.split("/")[0]
+    return head if "/" in path and not head.endswith(".py") else f"stdlib {path.split('.')[0]}"
+
+
+def summarize(raw: Path, top: int = 15, mine: str = "urbis/", possible: int = 0
+              ) -> dict[str, Any]:
+    """Sample shares: self time by frame and by package, inclusive time of urbis functions.
+
+    The entry frames (urbis/cli) are left out of the urbis figures: every sample has them.
+    `possible` (rate x seconds) gives the share of the time some thread held the GIL; the
+    rest is spent outside Python (SQLite, fsync, the network) or idle.
+    """
     self_all: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
     incl_mine: Counter[str] = Counter()
-    self_mine: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -62,26 +80,26 @@ def summarize(raw: Path, top: int = 15, mine: str = "urbis/") -> dict[str, Any]:
             continue
         total += count
         self_all[frames[-1]] += count
-        own = [f for f in frames if mine in f]
-        for frame in set(own):
+        by_package[_package(frames[-1])] += count
+        for frame in {f for f in frames if mine in f and "urbis/cli/" not in f}:
             incl_mine[frame] += count
-        if own:
-            self_mine[own[-1]] += count  # innermost urbis frame: urbis code and what it calls
 
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(f, round(100 * n / total, 1)) for f, n in counter.most_common(top)] \
             if total else []
 
-    return {"samples": total, "self": share(self_all), "urbis_inclusive": share(incl_mine),
-            "urbis_innermost": share(self_mine)}
+    gil = round(100 * total / possible) if possible else None
+    return {"samples": total, "gil_held_pct": gil, "self": share(self_all),
+            "self_by_package": share(by_package), "urbis_inclusive": share(incl_mine)}
 
 
 def format_summary(name: str, summary: dict[str, Any]) -> str:
     """The summary as text for the console."""
-    lines = [f"py-spy during {name}: {summary['samples']} samples of the GIL-holding thread"]
-    for key, title in (("self", "self time, any code"),
-                       ("urbis_inclusive", "inclusive, urbis functions"),
-                       ("urbis_innermost", "innermost urbis frame (it + what it calls)")):
+    lines = [f"py-spy during {name}: {summary['samples']} samples of the GIL-holding thread "
+             f"(GIL held {summary.get('gil_held_pct', '?')}% of the time)"]
+    for key, title in (("self_by_package", "self time by package"),
+                       ("self", "self time by function, any code"),
+                       ("urbis_inclusive", "inclusive time of urbis functions")):
         lines.append(f"  {title}:")
         lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary[key]]
     return "\n".join(lines)

@@ -190,7 +190,7 @@ def profile(wrk: str, scenario: Scenario, plan: Plan, server: Server, args: argp
     if spy.returncode != 0 or not out.exists():
         run["problems"].append(f"profile: py-spy failed: {err.decode(errors='replace')[-500:]}")
         return
-    summary = pyspy.summarize(out)
+    summary = pyspy.summarize(out, possible=round(pyspy.RATE * max(1, round(plan.duration))))
     run.setdefault("profiles", {})[scenario.name] = {"raw": str(out), **summary}
     print(pyspy.format_summary(scenario.name, summary), flush=True)
 
@@ -207,13 +207,23 @@ def run_mode(mode: str, wrk: str, plan: Plan, bodies: list[bytes], workdir: Path
              args: argparse.Namespace) -> dict[str, Any]:
     """A fresh server and store in one synchronous mode: load, then every scenario."""
     workdir.mkdir(parents=True)
-    run: dict[str, Any] = {"synchronous": mode, "scenarios": {}, "problems": []}
+    run: dict[str, Any] = {"synchronous": mode, "scenarios": {}, "problems": [],
+                           "loadavg_before": os.getloadavg()}
     print(f"bench: synchronous={mode}: starting urbis serve", flush=True)
+    busy = run["loadavg_before"][0]
+    if busy > 0.5:
+        print(f"bench: warning: the machine is busy (load average {busy:.1f}); absolute "
+              f"figures will be low, the ratios to /health less so", flush=True)
     with Server(workdir, synchronous=mode) as server:
         run["server_command"] = shlex.join(server.command())
         print(f"bench: loading {plan.entities:,} entities ({len(bodies)} upserts of "
               f"{plan.batch_size})", flush=True)
+        cpu_before = process_cpu_seconds(server.pid)
         run["load"] = load(server.port, bodies, plan.entities, args.load_connections)
+        cpu_after = process_cpu_seconds(server.pid)
+        if cpu_before is not None and cpu_after is not None:
+            run["load"]["server_cpu_pct"] = round(
+                100 * (cpu_after - cpu_before) / run["load"]["seconds"])
         server.check_alive()
         print(f"bench: loaded in {run['load']['seconds']:.1f} s: "
               f"{run['load']['entities_per_s']:,.0f} entities/s", flush=True)
@@ -269,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WrkError as err:
         print(f"bench: {err}", file=sys.stderr)
         return 2
-    city = data.City()
+    city = data.City.for_entities(args.entities)
     top = Path(tempfile.mkdtemp(prefix="urbis-bench-", dir=args.workdir))
     bodies_file = top / "upsert-bodies.ndjson"
     plan = Plan(args.entities, args.duration, args.threads, args.connections,
@@ -309,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def finish(result: dict[str, Any], args: argparse.Namespace) -> int:
     """Write the JSON result and the docs; the exit status."""
+    result["seconds"] = round(time.time() - result["started_epoch"], 1)
     if not args.no_results:
         print(f"bench: result written to {report.write_json(result, args.results_dir)}")
     if args.write_docs:

@@ -232,6 +232,7 @@ def test_expand_values() -> None:
         "1a==1",
         "a==1e999",
         "a!!=1",
+        "sensor{humidity}==40",  # linked-entity queries (V1.9.1 EXAMPLE 13) are not supported
     ],
 )
 def test_syntax_errors(text: str) -> None:
@@ -266,12 +267,13 @@ def test_complexity_bounds() -> None:
 
 def test_parse_speed() -> None:
     text = '(temperature>=20;temperature<=25)|brandName=="Mercedes";address[city]~=Ber.*'
-    rounds = 2000
-    start = time.perf_counter()
-    for _ in range(rounds):
-        parse_q(text)
-    per_parse = (time.perf_counter() - start) / rounds
-    assert per_parse < 100e-6, f"{per_parse * 1e6:.1f} µs per parse"
+    rounds, best = 500, float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            parse_q(text)
+        best = min(best, (time.perf_counter() - start) / rounds)
+    assert best < 100e-6, f"{best * 1e6:.1f} µs per parse"
 
 
 # --- round trip and robustness ------------------------------------------------------------------
@@ -367,16 +369,16 @@ def _combine(children: st.SearchStrategy[QNode]) -> st.SearchStrategy[QNode]:
 q_asts = st.recursive(terms(), _combine, max_leaves=8)
 
 
-@settings(max_examples=400)
+@settings(max_examples=3000, deadline=None)
 @given(q_asts)
 def test_round_trip(node: QNode) -> None:
     assert parse_q(to_text(node)) == node
 
 
-query_chars = st.sampled_from(list('=!<>~;|()[].,"*\\ -:+aZ09T') + ["..", "==", "a", "b"])
+query_chars = st.sampled_from([*'=!<>~;|()[].,"*\\ -:+aZ09T', "..", "==", "a", "b"])
 
 
-@settings(max_examples=400)
+@settings(max_examples=5000, deadline=None)
 @given(st.text() | st.lists(query_chars, max_size=25).map("".join))
 def test_arbitrary_text_parses_or_fails_cleanly(text: str) -> None:
     try:
@@ -564,4 +566,5 @@ def test_logic() -> None:
 def test_evaluator_ignores_malformed_attributes() -> None:
     weird = Entity("urn:e:2", ["T"], {"a": "not a list", "b": [1, "x", {"type": 5}]})  # type: ignore[dict-item]
     results = {q: q_matches(parse_q(q), weird) for q in ["a", "a==1", "b", "b!=1", "b[c]", "!a"]}
-    assert results == {"a": False, "a==1": False, "b": True, "b!=1": True, "b[c]": False, "!a": True}
+    expected = {"a": False, "a==1": False, "b": True, "b!=1": True, "b[c]": False, "!a": True}
+    assert results == expected

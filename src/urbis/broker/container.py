@@ -23,7 +23,8 @@ class Broker:
     paging: Paging
 
     async def close(self) -> None:
-        """Release the stores."""
+        """Flush context usage and release the stores."""
+        await self.contexts.close()
         await self.stores.close()
 
 

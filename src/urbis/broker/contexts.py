@@ -72,6 +72,7 @@ class ContextService:
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._usage: dict[str, tuple[int, str]] = {}
         self._flush_task: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()  # usage flushes never resurrect a deleted context
         self._flushed_at = time.monotonic()
         self._started = now_iso()
 
@@ -127,7 +128,7 @@ class ContextService:
                 used.append(ident)
             await self._collect(ctx, out, used, (*chain, url), budget, url)
         else:
-            raise BadRequestData(f"invalid @context member: {_short(value)}")
+            raise BadRequestData(f"invalid @context member: {value!r:.80}")
 
     async def _imported(self, ctx: dict[str, Any] | None, used: list[str],
                         chain: tuple[str, ...], budget: list[int], base: str | None) -> Any:
@@ -292,8 +293,10 @@ class ContextService:
             raise ResourceNotFound(f"no @context {context_id}")
         if ctx.url in CORE_URLS:
             raise BadRequestData("the core @context cannot be deleted")
-        if not await self.store.delete_context(ctx.id):
-            raise ResourceNotFound(f"no @context {context_id}")
+        async with self._writing:
+            self._usage.pop(ctx.id, None)
+            if not await self.store.delete_context(ctx.id):
+                raise ResourceNotFound(f"no @context {context_id}")
         self._forget(ctx.url)
 
     async def _reload(self, ctx: StoredContext | None, context_id: str) -> None:
@@ -303,9 +306,10 @@ class ContextService:
             return  # built in: the broker's own copy is authoritative, never fetched
         body = await self.fetch(ctx.url)
         context_of(body, ctx.url)
-        await self.store.put_context(StoredContext(
-            id=ctx.id, url=ctx.url, kind=CACHED, body=body, created_at=now_iso(),
-            last_used_at=ctx.last_used_at, hits=ctx.hits))
+        async with self._writing:
+            current = await self.store.get_context(ctx.id) or ctx
+            current.body, current.created_at = body, now_iso()
+            await self.store.put_context(current)
         self._forget(ctx.url)
 
     def metadata(self, ctx: StoredContext) -> dict[str, Any]:
@@ -354,14 +358,15 @@ class ContextService:
 
     async def flush_usage(self) -> None:
         """Add the hits counted in memory to the stored contexts."""
-        usage, self._usage = self._usage, {}
-        self._flushed_at = time.monotonic()
-        for context_id, (hits, last) in usage.items():
-            ctx = await self.store.get_context(context_id)
-            if ctx is not None:
-                ctx.hits += hits
-                ctx.last_used_at = last
-                await self.store.put_context(ctx)
+        async with self._writing:
+            usage, self._usage = self._usage, {}
+            self._flushed_at = time.monotonic()
+            for context_id, (hits, last) in usage.items():
+                ctx = await self.store.get_context(context_id)
+                if ctx is not None:
+                    ctx.hits += hits
+                    ctx.last_used_at = last
+                    await self.store.put_context(ctx)
 
     async def close(self) -> None:
         """Store the pending usage counters."""
@@ -376,7 +381,7 @@ def context_of(body: Any, url: str) -> Any:
         raise LdContextNotAvailable(f"{url} is not a JSON-LD context document (no @context)")
     context = body["@context"]
     if not isinstance(context, dict | list | str):
-        raise LdContextNotAvailable(f"{url} has an invalid @context: {_short(context)}")
+        raise LdContextNotAvailable(f"{url} has an invalid @context: {context!r:.80}")
     return context
 
 
@@ -388,7 +393,7 @@ def validate_context(context: Any) -> None:
             if not is_absolute_iri(item):
                 raise BadRequestData(f"@context URL {item!r:.100} is not absolute")
         elif not (item is None or isinstance(item, dict)):
-            raise BadRequestData(f"invalid @context member: {_short(item)}")
+            raise BadRequestData(f"invalid @context member: {item!r:.80}")
     local = [i for i in items if i is None or (isinstance(i, dict) and "@import" not in i)]
     TermMap.compile(local, core=CORE_DEFAULT_VERSION)
 
@@ -425,8 +430,3 @@ def _canonical(raw: Any) -> str:
         return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode()
     except TypeError:
         raise BadRequestData("the @context is not JSON") from None
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -93,10 +93,7 @@ class TermDef:
 
     def same_as(self, other: TermDef) -> bool:
         """Equal except for the protected flag (JSON-LD allows such redefinitions)."""
-        return (self.iri, self.prefix, self.container, self.type_mapping, self.language,
-                self.reverse, self.nest) == (other.iri, other.prefix, other.container,
-                                             other.type_mapping, other.language,
-                                             other.reverse, other.nest)
+        return replace(self, protected=False) == replace(other, protected=False)
 
 
 class TermMap:
@@ -267,7 +264,7 @@ class _Compiler:
                 iri = self.vocab + rest
             else:
                 raise BadRequestData(f"term {term!r} has no IRI (relative and no @vocab)")
-            self.defs[term] = _replace_iri(d, iri)
+            self.defs[term] = replace(d, iri=iri, prefix=d.prefix and iri.endswith(_GEN_DELIMS))
         self.pending = {}
         return self.defs
 
@@ -294,7 +291,7 @@ class _Compiler:
             if previous is not None and previous.protected and not self._override:
                 if not new.same_as(previous):
                     raise BadRequestData(f"protected term redefinition: {term!r}")
-                new = _protect(new)
+                new = replace(new, protected=True)
             self.defs[term] = new
         defined[term] = True
 
@@ -387,16 +384,6 @@ def _reserved(value: Any) -> bool:
     """A string of keyword form that is not a keyword (reserved by JSON-LD, ignored)."""
     return (isinstance(value, str) and value.startswith("@") and value not in KEYWORDS
             and value[1:].isalpha())
-
-
-def _replace_iri(d: TermDef, iri: str) -> TermDef:
-    return TermDef(iri, d.prefix and iri.endswith(_GEN_DELIMS), d.container, d.type_mapping,
-                   d.language, d.reverse, d.nest, d.protected)
-
-
-def _protect(d: TermDef) -> TermDef:
-    return TermDef(d.iri, d.prefix, d.container, d.type_mapping, d.language, d.reverse,
-                   d.nest, True)
 
 
 def _prefix_flag(term: str, value: Mapping[str, Any]) -> bool:

@@ -45,7 +45,7 @@ def render(entity: Entity, tm: TermMap, opts: RenderOptions) -> dict[str, Any]:
     if opts.keep_id:
         out["id"] = entity.id
     if opts.keep_type:
-        types = [tm.compact(t) for t in entity.types]
+        types = [tm.compact_value_iri(t) for t in entity.types]
         out["type"] = types[0] if len(types) == 1 else types
     if entity.scopes:
         out["scope"] = entity.scopes[0] if len(entity.scopes) == 1 else entity.scopes
@@ -131,8 +131,8 @@ def _concise(out: dict[str, Any], attr_type: str) -> Any:
 
 def _compact_vocab(value: Any, tm: TermMap) -> Any:
     if isinstance(value, list):
-        return [tm.compact(v) for v in value]
-    return tm.compact(value) if isinstance(value, str) else value
+        return [tm.compact_value_iri(v) for v in value]
+    return tm.compact_value_iri(value) if isinstance(value, str) else value
 
 
 def simplified_value(inst: Instance, tm: TermMap, lang: str | None = None) -> Any:

@@ -22,7 +22,7 @@ def _type_entry(info: TypeInfo, ctx: RequestContext) -> dict[str, Any]:
     return {
         "id": info.type,
         "type": "EntityType",
-        "typeName": ctx.tm.compact(info.type),
+        "typeName": ctx.tm.compact_value_iri(info.type),
         "attributeNames": sorted(ctx.tm.compact(a) for a in info.attributes),
     }
 
@@ -34,7 +34,7 @@ def _attribute_entry(info: AttributeInfo, ctx: RequestContext) -> dict[str, Any]
         "attributeName": ctx.tm.compact(info.name),
         "attributeCount": info.count,
         "attributeTypes": sorted(t for t in info.attribute_types if t),
-        "typeNames": sorted(ctx.tm.compact(t) for t in info.types),
+        "typeNames": sorted(ctx.tm.compact_value_iri(t) for t in info.types),
     }
 
 
@@ -48,7 +48,7 @@ async def list_types(request: Request) -> Response:
     body = {
         "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
         "type": "EntityTypeList",
-        "typeList": [ctx.tm.compact(i.type) for i in infos],
+        "typeList": [ctx.tm.compact_value_iri(i.type) for i in infos],
     }
     return entity_response(body, ctx, kind)
 
@@ -65,7 +65,7 @@ async def type_info(request: Request) -> Response:
     body = {
         "id": info.type,
         "type": "EntityTypeInfo",
-        "typeName": ctx.tm.compact(info.type),
+        "typeName": ctx.tm.compact_value_iri(info.type),
         "entityCount": info.count,
         "attributeDetails": [
             {"id": name, "type": "Attribute", "attributeName": ctx.tm.compact(name),

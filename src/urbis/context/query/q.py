@@ -207,7 +207,12 @@ def parse_q(
         raise TooComplexQuery(f"q is longer than {MAX_LENGTH} characters")
     if not text.strip():
         raise BadRequestData("Invalid q: the query is empty")
-    return _Parser(text, expand, frozenset(expand(n) for n in expand_values)).parse()
+    parser = _Parser(text, expand, frozenset(expand(n) for n in expand_values))
+    node = parser.or_expr()
+    parser.skip_ws()
+    if parser.pos < len(text):
+        raise parser.fail("';', '|' or the end of the query")
+    return node
 
 
 class _Parser:
@@ -232,13 +237,6 @@ class _Parser:
             self.pos += len(char)
             return True
         return False
-
-    def parse(self) -> QNode:
-        node = self.or_expr()
-        self.skip_ws()
-        if self.pos < len(self.text):
-            raise self.fail("';', '|' or the end of the query")
-        return node
 
     def or_expr(self) -> QNode:
         items = [self.and_expr()]
@@ -278,24 +276,29 @@ class _Parser:
         if negated:
             raise self.fail("';', '|', ')' or the end ('!' only negates existence)")
         self.pos = m.end()
-        op = m.group()
-        if op in ("~=", "!~="):
-            return Pattern(path, self.regex(), op == "!~=")
-        return Compare(path, Op(op), self.operand(Op(op), path))
+        if m.group() in ("~=", "!~="):
+            return Pattern(path, self.regex(), m.group() == "!~=")
+        op = Op(m.group())
+        return Compare(path, op, self.operand(op, path))
 
-    def name(self) -> str:
-        m = _NAME.match(self.text, self.pos)
+    def expect(self, regex: re.Pattern[str], expected: str) -> str:
+        m = regex.match(self.text, self.pos)
         if m is None:
-            raise self.fail("an attribute name")
+            raise self.fail(expected)
         self.pos = m.end()
         return m.group()
 
     def path(self) -> Path:
         start = self.pos
-        names = [self.name()]
+        names = [self.expect(_NAME, "an attribute name")]
         while self.text.startswith(".", self.pos):
             self.pos += 1
-            names.append(self.name())
+            names.append(self.expect(_NAME, "an attribute name"))
+        if self.text.startswith("{", self.pos):
+            raise BadRequestData(
+                f"Invalid q at position {self.pos}: linked-entity queries (attr{{...}}) "
+                "are not supported"
+            )
         keys: list[str] = []
         while self.text.startswith("[", self.pos):
             self.pos += 1
@@ -312,11 +315,7 @@ class _Parser:
     def keys(self) -> list[str]:
         keys: list[str] = []
         while True:
-            m = _KEY.match(self.text, self.pos)
-            if m is None:
-                raise self.fail("a member name")
-            keys.append(m.group())
-            self.pos = m.end()
+            keys.append(self.expect(_KEY, "a member name"))
             if self.text.startswith("]", self.pos):
                 self.pos += 1
                 return keys

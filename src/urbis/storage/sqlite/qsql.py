@@ -85,9 +85,14 @@ def _fmt(template: str, *frags: Frag) -> Frag:
     return Frag(template.format(*(f.sql for f in frags)), [p for f in frags for p in f.params])
 
 
-def _exists(froms: list[str], conds: list[Frag]) -> Frag:
-    where = _join(" AND ", conds)
-    return Frag(f"EXISTS (SELECT 1 FROM {', '.join(froms)} WHERE {where.sql})", where.params)  # noqa: S608
+def _exists(froms: list[str | Frag], conds: list[Frag]) -> Frag:
+    tables = _join(", ", [f if isinstance(f, Frag) else Frag(f, []) for f in froms])
+    return _fmt("EXISTS (SELECT 1 FROM {} WHERE {})", tables, _join(" AND ", conds))
+
+
+def _path_safe(iri: str) -> bool:
+    """Whether a JSON path label `$."iri"` finds the key whichever way the JSON was encoded."""
+    return iri.isascii() and iri.isprintable() and '"' not in iri and "\\" not in iri
 
 
 def compile_q(node: QNode, attrs_col: str = "e.attrs") -> tuple[str, list[Any]]:
@@ -120,14 +125,20 @@ class _QCompiler:
             return self.pattern(node)
         return self.compare(node)
 
-    def elements(self, path: Path) -> tuple[list[str], list[Frag], str]:
+    def elements(self, path: Path) -> tuple[list[str | Frag], list[Frag], str]:
         """FROM items and conditions walking to the target elements; their JSON expression."""
-        attr, inst = self.alias(), self.alias()
-        froms = [
-            f"json_each({self.attrs_col}) AS {attr}",
-            f"json_each(CASE WHEN {attr}.type = 'array' THEN {attr}.value END) AS {inst}",
-        ]
-        conds = [Frag(f"{attr}.key = ?", [path.attr]), Frag(f"{inst}.type = 'object'", [])]
+        inst = self.alias()
+        froms: list[str | Frag]
+        if _path_safe(path.attr):  # a direct JSON path is faster than scanning the attributes
+            froms = [Frag(f"json_each({self.attrs_col}, ?) AS {inst}", [f'$."{path.attr}"'])]
+            conds = [Frag(f"typeof({inst}.key) = 'integer' AND {inst}.type = 'object'", [])]
+        else:
+            attr = self.alias()
+            froms = [
+                f"json_each({self.attrs_col}) AS {attr}",
+                f"json_each(CASE WHEN {attr}.type = 'array' THEN {attr}.value END) AS {inst}",
+            ]
+            conds = [Frag(f"{attr}.key = ?", [path.attr]), Frag(f"{inst}.type = 'object'", [])]
         current = inst
         for sub in path.sub:
             alias = self.alias()
@@ -136,7 +147,7 @@ class _QCompiler:
             current = alias
         return froms, conds, f"{current}.value"
 
-    def nodes(self, path: Path, el: str) -> tuple[list[str], list[Frag], str]:
+    def nodes(self, path: Path, el: str) -> tuple[list[str | Frag], list[Frag], str]:
         """FROM items and conditions reaching the raw target values of element `el`."""
         root = self.alias()
         if path.meta is not None:
@@ -151,7 +162,7 @@ class _QCompiler:
             source = f"CASE WHEN {is_lp} THEN {lang_map} ELSE {el} END"
             cond = Frag(f"({is_lp} OR {root}.key = {value_key_sql})", [])
             return [f"json_each({source}) AS {root}"], [cond], root
-        froms = [f"json_each({el}) AS {root}"]
+        froms: list[str | Frag] = [f"json_each({el}) AS {root}"]
         conds = [Frag(f"{root}.key = {value_key_sql}", [])]
         current = root
         for key in path.keys:
