@@ -18,7 +18,8 @@ from urbis.settings import load_settings
 E = "/ngsi-ld/v1/entities"
 SUPPRESS = [HealthCheck.function_scoped_fixture]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,

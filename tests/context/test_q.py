@@ -369,7 +369,7 @@ def _combine(children: st.SearchStrategy[QNode]) -> st.SearchStrategy[QNode]:
 q_asts = st.recursive(terms(), _combine, max_leaves=8)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(q_asts)
 def test_round_trip(node: QNode) -> None:
     assert parse_q(to_text(node)) == node
@@ -378,7 +378,7 @@ def test_round_trip(node: QNode) -> None:
 query_chars = st.sampled_from([*'=!<>~;|()[].,"*\\ -:+aZ09T', "..", "==", "a", "b"])
 
 
-@settings(max_examples=5000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.text() | st.lists(query_chars, max_size=25).map("".join))
 def test_arbitrary_text_parses_or_fails_cleanly(text: str) -> None:
     try:
