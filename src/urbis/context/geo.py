@@ -45,8 +45,16 @@ Segment = tuple[Position, Position]
 def validate_geometry(value: Any) -> dict[str, Any]:
     """Check a GeoProperty value (a GeoJSON geometry); return it, or raise BadRequestData."""
     _check_geometry(value, "GeoProperty value", allow_collection=True)
-    out: dict[str, Any] = json.loads(json.dumps(value))  # a deep, JSON-only copy
-    return out
+    return _copy(value)
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of checked GeoJSON (dicts, lists and scalars only)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def _check_geometry(value: Any, where: str, allow_collection: bool) -> None:

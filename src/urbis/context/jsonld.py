@@ -14,6 +14,7 @@ prefixes (e.g. "ngsi-ld:x") even though the core comes after them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
@@ -69,13 +70,10 @@ def core_context_document(version: str = CORE_DEFAULT_VERSION) -> dict[str, Any]
 
 def is_absolute_iri(value: str) -> bool:
     """True for an absolute IRI (scheme:rest), e.g. `urn:ngsi-ld:X:1`, `https://x/y`."""
-    colon = value.find(":")
-    if colon <= 0 or any(c.isspace() for c in value):
-        return False
-    scheme = value[:colon]
-    return scheme[0].isascii() and scheme[0].isalpha() and all(
-        c.isascii() and (c.isalnum() or c in "+-.") for c in scheme
-    )
+    return _ABSOLUTE_IRI.match(value) is not None
+
+
+_ABSOLUTE_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:\S*\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,6 +188,8 @@ def parse_instance(iri: str, value: Any, tm: TermMap, depth: int = 0, *,
         raise BadRequestData(f"{iri} must be a GeoProperty")
     inst = _instance_value(iri, attr_type, value, tm, allow_null)
     for key, member in value.items():
+        if key in _SKIP:
+            continue
         if key in INSTANCE_KEYS:
             _meta(iri, inst, key, member)
         elif key != "@context":
@@ -280,9 +282,10 @@ _CHECKS = {
 }
 
 
+_SKIP = frozenset({"type", *VALUE_KEYS.values(), *_SYS})
+
+
 def _meta(iri: str, inst: Instance, key: str, member: Any) -> None:
-    if key in ("type", *VALUE_KEYS.values()) or key in _SYS:
-        return
     if key == "observedAt":
         inst[key] = check_datetime(member, f"observedAt of {iri}")
     elif key == "datasetId":

@@ -38,6 +38,8 @@ def connect(path: str, setup: Callable[[sqlite3.Connection], None] | None = None
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA mmap_size=268435456")
+    # Checkpoints run on a background thread (Database._checkpoint_loop), off the commit path.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     if setup is not None:
         setup(conn)
     return conn
@@ -57,6 +59,8 @@ class Database:
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._inline: sqlite3.Connection | None = None
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     async def open(self) -> None:
         """Create the file and schema, start the writer thread and the reader pool."""
@@ -69,9 +73,17 @@ class Database:
         self._writer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="urbis-sqlite-reader")
         self._inline = connect(self.path, self._setup, self.synchronous)
+        self._stop.clear()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop,
+                                              name="urbis-sqlite-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     async def close(self) -> None:
-        """Finish queued writes and close every connection."""
+        """Finish queued writes, checkpoint the WAL and close every connection."""
+        self._stop.set()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._writer is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._writer.join)
@@ -106,11 +118,25 @@ class Database:
             conn = self._local.conn = connect(self.path, self._setup, self.synchronous)
         return job(conn)
 
+    def _checkpoint_loop(self, interval: float = 1.0) -> None:
+        """Copy the WAL back into the database file now and then, without blocking commits."""
+        conn = connect(self.path, None, self.synchronous)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.warning("sqlite checkpoint failed", exc_info=True)
+        finally:
+            conn.close()
+
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         try:
             while True:
                 first = self._queue.get()
                 if first is _STOP:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     return
                 batch = [first]
                 while len(batch) < MAX_GROUP:

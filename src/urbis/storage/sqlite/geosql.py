@@ -20,6 +20,8 @@ import re
 import sqlite3
 from typing import Any
 
+import orjson
+
 from urbis.context.geo import EARTH_RADIUS_M, GeoQuery, Matcher, compile_matcher
 from urbis.context.model import Entity
 
@@ -67,7 +69,7 @@ def geo_rows(entity: Entity) -> list[tuple[str, str, Box]]:
     for attr, geometry in entity.geo_values():
         box = bbox(geometry)
         if box is not None:
-            rows.append((attr, json.dumps(geometry, separators=(",", ":")), box))
+            rows.append((attr, orjson.dumps(geometry).decode(), box))
     return rows
 
 

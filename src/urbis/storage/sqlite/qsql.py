@@ -1,10 +1,12 @@
 """Compile q, scopeQ and type-selection ASTs into SQLite SQL over the embedded schema.
 
 The SQL text is built only from fixed templates, the caller's column names and generated table
-aliases: every IRI, member key, value and pattern is a bound `?` parameter (S608 is silenced
-for that reason). Attributes and members are reached with `json_each(...)` filtered on `key = ?`
-rather than with JSON paths, so no user text is ever parsed as a path. The semantics mirror
-`urbis.context.query.evaluate` exactly, which is the oracle of the tests.
+aliases: every IRI, JSON path, member key, value and pattern is a bound `?` parameter (S608 is
+silenced for that reason). A top-level attribute is reached with `json_each(attrs, ?)` and the
+whole path `$."<iri>"` as the parameter when the IRI is printable ASCII without a quote or backslash
+(such a label matches however the JSON was encoded); other attributes, sub-attributes and
+compound members with `json_each(...)` filtered on `key = ?`. Call `register_functions` on every
+connection. The semantics mirror `urbis.context.query.evaluate` exactly (the tests' oracle).
 """
 
 from __future__ import annotations
