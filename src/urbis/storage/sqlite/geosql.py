@@ -27,7 +27,7 @@ from urbis.context.model import Entity
 
 FUNCTION = "urbis_geo_match"
 Box = tuple[float, float, float, float]  # (min_x, max_x, min_y, max_y), as in geo_rtree
-_PK_COL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?")
+_PK_COL = re.compile(r"\+?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?")
 _WORLD_LON = (-180.0, 180.0)
 # Box expansions err outwards: the prefilter may only ever add candidates.
 _MARGIN_DEG = 1e-9

@@ -317,6 +317,12 @@ def _types(node: TypeNode, tenant: str, pk_col: str) -> Frag:
     ):
         iris = [i.iri for i in names if isinstance(i, TypeName)]
         marks = ", ".join("?" * len(iris))
+        if pk_col.startswith("+"):  # not the driving term: a primary-key probe per row
+            return Frag(
+                "EXISTS (SELECT 1 FROM entity_types t WHERE t.tenant = ? AND "  # noqa: S608
+                f"t.type IN ({marks}) AND t.pk = {pk_col[1:]})",
+                [tenant, *iris],
+            )
         return Frag(
             f"{pk_col} IN (SELECT pk FROM entity_types WHERE tenant = ? AND type IN ({marks}))",  # noqa: S608
             [tenant, *iris],
