@@ -113,11 +113,43 @@ def parse_attributes(body: dict[str, Any], tm: TermMap, *, allow_null: bool = Fa
     """Every attribute member of an entity fragment, expanded."""
     attrs: dict[str, list[Instance]] = {}
     for key, value in body.items():
-        if key in ("id", "@id", "type", "@type", "scope", "@context") or key in _SYS:
+        if key in _NOT_ATTRIBUTES:
             continue
-        iri = tm.expand(check_name(key))
-        attrs[iri] = parse_attribute(iri, value, tm, allow_null=allow_null)
+        iri = tm.expand(key if key in _GOOD_NAMES else _remember(check_name(key)))
+        simple = _simple_property(value)
+        attrs[iri] = [simple] if simple is not None else parse_attribute(
+            iri, value, tm, allow_null=allow_null)
     return attrs
+
+
+_NOT_ATTRIBUTES = frozenset({"id", "@id", "type", "@type", "scope", "@context", *_SYS})
+_GOOD_NAMES: set[str] = set()
+_SIMPLE_KEYS = frozenset({"type", "value", "observedAt", "unitCode"})
+
+
+def _remember(name: str) -> str:
+    if len(_GOOD_NAMES) < 50_000:
+        _GOOD_NAMES.add(name)
+    return name
+
+
+def _simple_property(value: Any) -> Instance | None:
+    """The fast path: a plain Property (scalar value, optional observedAt / unitCode)."""
+    if type(value) is not dict or value.get("type") != PROPERTY or not _SIMPLE_KEYS.issuperset(
+            value):
+        return None
+    member = value.get("value")
+    if member is None or member == NULL_URI or type(member) is dict:
+        return None
+    inst: Instance = {"type": PROPERTY, "value": member}
+    if "observedAt" in value:
+        inst["observedAt"] = check_datetime(value["observedAt"], "observedAt")
+    if "unitCode" in value:
+        unit = value["unitCode"]
+        if not isinstance(unit, str) or not unit:
+            raise BadRequestData("unitCode must be a non-empty string")
+        inst["unitCode"] = unit
+    return inst
 
 
 def parse_attribute(iri: str, value: Any, tm: TermMap, *, allow_null: bool = False
