@@ -18,8 +18,8 @@ demo: install
 	$(BIN)/urbis serve --demo
 
 test: install
-	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check src tests bench
