@@ -83,6 +83,8 @@ def section(result: dict[str, Any]) -> str:
         load = run.get("loadavg_before", [0.0])[0]
         busy = (f" The machine was not idle: load average {load:.1f} before the server started "
                 f"(other jobs running); see the *machine CPU %* column.") if load > 0.5 else ""
+        if run.get("commit", result["machine"]["commit"]) != result["machine"]["commit"]:
+            busy += f" The server ran commit `{run['commit']}`."
         parts += [f"### All figures, `URBIS_SQLITE_SYNCHRONOUS={run['synchronous']}`", "",
                   f"`/health` baseline: {run['health_rps'] or 0:,.0f} requests/s "
                   f"(mean of the runs before and after the scenarios).{busy}", "",

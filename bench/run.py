@@ -23,6 +23,7 @@ from typing import Any
 from bench import data, docs, pyspy, report
 from bench.load import LoadError, load
 from bench.loadgen import WrkError, WrkRun, ensure_wrk, run_wrk, wrk_version
+from bench.machine import commit as machine_commit
 from bench.machine import describe as describe_machine
 from bench.scenarios import (
     HEALTH,
@@ -214,6 +215,7 @@ def run_mode(mode: str, wrk: str, plan: Plan, bodies: list[bytes], workdir: Path
     if busy > 0.5:
         print(f"bench: warning: the machine is busy (load average {busy:.1f}); absolute "
               f"figures will be low, the ratios to /health less so", flush=True)
+    run["commit"] = machine_commit()  # the code the server runs (src/ may change under us)
     with Server(workdir, synchronous=mode) as server:
         run["server_command"] = shlex.join(server.command())
         print(f"bench: loading {plan.entities:,} entities ({len(bodies)} upserts of "
@@ -325,6 +327,10 @@ def finish(result: dict[str, Any], args: argparse.Namespace) -> int:
     if args.write_docs:
         docs.update(result, args.docs)
         print(f"bench: {args.docs} updated")
+    commits = {run["commit"] for run in result["runs"]} | {result["machine"]["commit"]}
+    if len(commits) > 1:
+        print(f"bench: warning: the code changed during the run ({', '.join(sorted(commits))})"
+              "; the modes measured different code", file=sys.stderr)
     failed = any(run["problems"] for run in result["runs"])
     missed = any(t["met"] is False for run in result["runs"] for t in run["targets"])
     return 1 if failed or (args.check and missed) else 0

@@ -83,7 +83,8 @@ def entity_query(params: Mapping[str, Any], tm: TermMap, paging: Paging) -> Enti
         type_param = ",".join(type_param)
     type_expr = parse_type_expr(type_param, tm.expand) if type_param else None
     attrs = [tm.expand(check_name(a)) for a in split_list(params.get("attrs"))]
-    q = parse_q(params["q"], tm.expand) if params.get("q") else None
+    q = parse_q(params["q"], tm.expand,
+                expand_values=split_list(params.get("expandValues"))) if params.get("q") else None
     scope_q = parse_scope_q(params["scopeQ"]) if params.get("scopeQ") else None
     geo = _geo(params, tm)
     if not (ids or id_pattern or type_expr or attrs or q or scope_q or geo):

@@ -1,0 +1,175 @@
+"""PostgreSQL + PostGIS schema, applied by versioned migrations under an advisory lock.
+
+Tables (every text column that is compared or ordered is `COLLATE "C"`: code point order, as
+the pure evaluator and SQLite compare text):
+
+- `urbis_schema_version (version, applied_at)`: one row per applied migration.
+- `tenants (name, created_at)`: a tenant exists from its first write. Tenants are a column of
+  `entities`, not schemas: one set of tables, indexes and prepared statements serves them all.
+- `entities (pk, tenant, id, types text[], scopes text[], created_at, modified_at, attrs jsonb)`:
+  `attrs` maps attribute IRI -> list of instances (layout: `urbis.context.model`). jsonb does
+  not keep object member order: members come back sorted (shorter keys first).
+  Indexes: `UNIQUE (tenant, id)` (look-ups, `ids=`, id order, the lock of a mutation);
+  GIN on `types` (type selections: `types && $n` / `types @> $n`); GIN on `scopes` (scopeQ
+  without descendants, `scopes && $n`). `attrs` is deliberately not indexed: a PATCH then
+  changes no indexed column and PostgreSQL updates the row in place (HOT; fillfactor 80).
+- `geo (pk, attr, geom, gc, geog)`: one row per GeoProperty instance (`ON DELETE CASCADE`).
+  `geom` is the 2D geometry (SRID 4326) for topological georels, NULL for a
+  GeometryCollection, which goes to `gc` instead (GEOS may refuse relations on collections
+  whose members overlap; those rows are tested apart). `geog` is the geography used by `near`,
+  built from the geometry segmentized to 0.01 degrees, so its great-circle edges follow the
+  straight lon/lat edges of RFC 7946 to within 2 cm. Indexes: GiST on `geom`, `gc` (partial)
+  and `geog`; btree on `pk` (rewrites and the cascade).
+- `jsonld_contexts (id, url, kind, body, ...)`: the ContextStore; `body` is the JSON text as
+  given (`text`, so a hosted context is served back unchanged).
+
+Functions: `urbis_datetime_key(text)` and `urbis_time_key(text)` give the sortable UTC forms of
+`urbis.context.query.q.datetime_key` and `time_key` (NULL when the text is not one).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+# pg_advisory_lock key of migrations: the first bytes of "urbis" read as a number.
+LOCK_KEY = 0x7572626973
+POSTGIS = "CREATE EXTENSION IF NOT EXISTS postgis"
+
+_DATETIME_KEY = r"""
+CREATE FUNCTION urbis_datetime_key(s text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+DECLARE
+    m text[];
+    ts timestamp;
+    shift interval;
+BEGIN
+    m := regexp_match(s, '^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})'
+                         '(?::([0-9]{2})(?:\.([0-9]+))?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$');
+    IF m IS NULL OR m[1]::int < 1 OR m[2]::int NOT BETWEEN 1 AND 12 OR m[3]::int < 1
+       OR m[4]::int > 23 OR m[5]::int > 59 OR coalesce(m[6], '0')::int > 59
+       OR m[3]::int > extract(day FROM make_date(m[1]::int, m[2]::int, 1)
+                                        + interval '1 month - 1 day') THEN
+        RETURN NULL;
+    END IF;
+    ts := make_timestamp(m[1]::int, m[2]::int, m[3]::int, m[4]::int, m[5]::int,
+                         coalesce(m[6], '0')::int)
+          + rpad(left(coalesce(m[7], '0'), 6), 6, '0')::int * interval '1 microsecond';
+    IF m[8] IS NOT NULL AND m[8] <> 'Z' THEN
+        shift := make_interval(hours => substr(m[8], 2, 2)::int, mins => right(m[8], 2)::int);
+        ts := CASE WHEN left(m[8], 1) = '+' THEN ts - shift ELSE ts + shift END;
+    END IF;
+    IF ts < timestamp '0001-01-01' OR ts >= timestamp '10000-01-01' THEN
+        RETURN NULL;
+    END IF;
+    RETURN to_char(ts, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+END
+$fn$;
+"""
+
+_TIME_KEY = r"""
+CREATE FUNCTION urbis_time_key(s text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+DECLARE
+    m text[];
+BEGIN
+    m := regexp_match(s, '^([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?Z?$');
+    IF m IS NULL OR m[1]::int > 23 OR m[2]::int > 59 OR coalesce(m[3], '0')::int > 59 THEN
+        RETURN NULL;
+    END IF;
+    RETURN m[1] || ':' || m[2] || ':' || coalesce(m[3], '00') || '.'
+           || rpad(left(coalesce(m[4], '0'), 6), 6, '0');
+END
+$fn$;
+"""
+
+_TABLES = """
+CREATE TABLE tenants (
+    name text COLLATE "C" PRIMARY KEY,
+    created_at text NOT NULL
+);
+CREATE TABLE entities (
+    pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    types text[] COLLATE "C" NOT NULL,
+    scopes text[] COLLATE "C",
+    created_at text COLLATE "C" NOT NULL,
+    modified_at text COLLATE "C" NOT NULL,
+    attrs jsonb NOT NULL,
+    CONSTRAINT entities_tenant_id UNIQUE (tenant, id)
+) WITH (fillfactor = 80);
+CREATE INDEX entities_types ON entities USING gin (types);
+CREATE INDEX entities_scopes ON entities USING gin (scopes);
+CREATE TABLE geo (
+    pk bigint NOT NULL REFERENCES entities (pk) ON DELETE CASCADE,
+    attr text COLLATE "C" NOT NULL,
+    geom geometry(Geometry, 4326),
+    gc geometry(GeometryCollection, 4326),
+    geog geography(Geometry, 4326) NOT NULL
+);
+CREATE INDEX geo_pk ON geo (pk);
+CREATE INDEX geo_geom ON geo USING gist (geom);
+CREATE INDEX geo_gc ON geo USING gist (gc) WHERE gc IS NOT NULL;
+CREATE INDEX geo_geog ON geo USING gist (geog);
+CREATE TABLE jsonld_contexts (
+    id text COLLATE "C" PRIMARY KEY,
+    url text COLLATE "C" NOT NULL UNIQUE,
+    kind text NOT NULL,
+    body text NOT NULL,
+    created_at text COLLATE "C" NOT NULL,
+    last_used_at text,
+    hits integer NOT NULL DEFAULT 0
+);
+CREATE INDEX jsonld_contexts_kind ON jsonld_contexts (kind, created_at, id);
+"""
+
+# Each entry is one migration; its index + 1 is the schema version. Never edit a released
+# migration: append a new one.
+MIGRATIONS: list[str] = [_TABLES + _DATETIME_KEY + _TIME_KEY]
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS urbis_schema_version (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class MigrationError(RuntimeError):
+    """The schema could not be created or upgraded (e.g. PostGIS is not installable)."""
+
+
+async def migrate(conn: asyncpg.Connection) -> int:
+    """Bring the database to the newest schema version; returns that version.
+
+    Several workers starting together are safe: each takes the same session advisory lock,
+    and the ones that wait find the migrations applied once they get it.
+    """
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+    try:
+        await _ensure_postgis(conn)
+        await conn.execute(_VERSION_TABLE)
+        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM urbis_schema_version")
+        if current > len(MIGRATIONS):
+            raise MigrationError(f"the database schema (version {current}) is newer than this "
+                                 f"urbis (version {len(MIGRATIONS)})")
+        for index in range(current, len(MIGRATIONS)):
+            async with conn.transaction():
+                await conn.execute(MIGRATIONS[index])
+                await conn.execute("INSERT INTO urbis_schema_version (version) VALUES ($1)",
+                                   index + 1)
+        return len(MIGRATIONS)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+
+
+async def _ensure_postgis(conn: asyncpg.Connection) -> None:
+    installed = await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")
+    if installed:
+        return
+    try:
+        await conn.execute(POSTGIS)
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(
+            "PostGIS is needed: install it on the server (Debian: postgresql-15-postgis-3) and "
+            f"run CREATE EXTENSION postgis as a superuser in this database ({exc})") from exc
