@@ -30,7 +30,7 @@ from urbis.context.jsonld import (
 ROOT = Path(__file__).resolve().parents[2]
 CORE_DIR = ROOT / "src/urbis/data/contexts/core"
 PRELOAD = ROOT / "src/urbis/data/contexts/preload"
-MIRROR = ROOT.parent / "shared/data/contexts/mirror"  # the steering repo, beside main
+MIRROR = Path(__file__).parents[1] / "fixtures" / "contexts-mirror"
 CORE = f"https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v{CORE_DEFAULT_VERSION}.jsonld"
 PROPERTY = NGSI_LD + "Property"
 HAS_VALUE = NGSI_LD + "hasValue"

@@ -46,9 +46,11 @@ BEGIN
     m := regexp_match(s, '^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})'
                          '(?::([0-9]{2})(?:\.([0-9]+))?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$');
     IF m IS NULL OR m[1]::int < 1 OR m[2]::int NOT BETWEEN 1 AND 12 OR m[3]::int < 1
-       OR m[4]::int > 23 OR m[5]::int > 59 OR coalesce(m[6], '0')::int > 59
-       OR m[3]::int > extract(day FROM make_date(m[1]::int, m[2]::int, 1)
-                                        + interval '1 month - 1 day') THEN
+       OR m[4]::int > 23 OR m[5]::int > 59 OR coalesce(m[6], '0')::int > 59 THEN
+        RETURN NULL;
+    END IF;
+    IF m[3]::int > extract(day FROM make_date(m[1]::int, m[2]::int, 1)
+                                     + interval '1 month - 1 day') THEN
         RETURN NULL;
     END IF;
     ts := make_timestamp(m[1]::int, m[2]::int, m[3]::int, m[4]::int, m[5]::int,
