@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from urbis.context.query.q import parse_q
-from urbis.context.query.scope import parse_scope_q
-from urbis.context.query.types import parse_type_expr
 
 from urbis.context.errors import AlreadyExists, ResourceNotFound
 from urbis.context.geo import parse_geo_query
 from urbis.context.model import Entity
 from urbis.context.operations import create
+from urbis.context.query.q import parse_q
+from urbis.context.query.scope import parse_scope_q
+from urbis.context.query.types import parse_type_expr
 from urbis.storage.base import Change, EntityQuery, EntityStore, Mutation
 
 V = "https://example.org/vocab/"
