@@ -316,3 +316,12 @@ async def test_injection_attempts(client: httpx.AsyncClient, evil: str) -> None:
         if r.status_code == 200:
             assert r.json() == []
     assert (await client.get(f"{E}/urn:ngsi-ld:Car:80")).status_code == 200
+
+
+async def test_body_size_limit(client: httpx.AsyncClient) -> None:
+    big = {"id": "urn:ngsi-ld:Car:big", "type": "Car",
+           "blob": {"type": "Property", "value": "x" * 9_000_000}}
+    r = await post(client, big)
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith(PROBLEM)
+    assert (await client.get(f"{E}/urn:ngsi-ld:Car:big")).status_code == 404

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from urbis import __version__
+from urbis.api.limits import BodyLimit
 from urbis.api.ngsild import batch, contexts, discovery, entities
 from urbis.api.responses import json_response, problem_response
 from urbis.broker.container import Broker, build_broker
@@ -85,6 +86,7 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
             Exception: on_unexpected,
         },
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.settings = settings
     if broker is not None:
         app.state.broker = broker
