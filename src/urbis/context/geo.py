@@ -50,6 +50,8 @@ def validate_geometry(value: Any) -> dict[str, Any]:
 
 def _copy(value: Any) -> Any:
     """A deep copy of checked GeoJSON (dicts, lists and scalars only)."""
+    if type(value) is dict and value.get("type") == "Point" and len(value) == 2:
+        return {"type": "Point", "coordinates": list(value["coordinates"])}
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -8,7 +8,7 @@ from typing import Any
 
 from urbis.context.errors import BadRequestData
 from urbis.context.geo import validate_geometry
-from urbis.context.jsonld import TermMap, is_absolute_iri
+from urbis.context.jsonld import TermMap
 from urbis.context.model import (
     GEO_CORE_ATTRS,
     GEO_PROPERTY,
@@ -32,15 +32,32 @@ _GEOMETRY_TYPES = frozenset(
 )
 _FORBIDDEN_NAME = re.compile(r"[<>\"'=;()\s\\]")
 _SCOPE = re.compile(r"^(/[^/#+\s]+)+$|^/$")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>\"]*\Z")
 _SYS = ("createdAt", "modifiedAt", "deletedAt", "instanceId")
 MAX_DEPTH = 8
 
 
 def check_uri(value: Any, what: str) -> str:
     """An absolute URI, or BadRequestData naming what was wrong."""
-    if not isinstance(value, str) or not is_absolute_iri(value) or any(c in value for c in " <>\""):
+    if not isinstance(value, str) or _URI.match(value) is None:
         raise BadRequestData(f"{what} must be an absolute URI, got {value!r:.200}")
     return value
+
+
+_GOOD_DATETIMES: set[str] = set()
+
+
+def _valid_datetime(value: str) -> bool:
+    if not value or not value[0].isdigit():
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if len(_GOOD_DATETIMES) > 10_000:
+        _GOOD_DATETIMES.clear()
+    _GOOD_DATETIMES.add(value)
+    return True
 
 
 def check_name(name: Any, what: str = "attribute name") -> str:
@@ -52,12 +69,8 @@ def check_name(name: Any, what: str = "attribute name") -> str:
 
 def check_datetime(value: Any, what: str) -> str:
     """An ISO 8601 DateTime string."""
-    if isinstance(value, str) and value and value[0].isdigit():
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return value
-        except ValueError:
-            pass
+    if isinstance(value, str) and (value in _GOOD_DATETIMES or _valid_datetime(value)):
+        return value
     raise BadRequestData(f"{what} must be an ISO 8601 DateTime, got {value!r:.200}")
 
 
