@@ -54,6 +54,8 @@ def _package(frame: str) -> str:
     path = match["file"] if match else frame
     if path.startswith("urbis/"):
         return "/".join(path.split("/")[:2])
+    if ".py" not in path and not path.startswith("<"):
+        return "(torn sample)"  # --nonblocking may read a stack while it changes
     head = path.split("/")[0]
     return head if "/" in path and not head.endswith(".py") else f"stdlib {path.split('.')[0]}"
 

@@ -137,23 +137,3 @@ class Server:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process and all its threads (None off Linux)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float] | None:
-    """(busy, total) CPU jiffies of the whole machine since boot, from /proc/stat."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return None
-    values = [int(v) for v in first[1:9]]
-    idle = values[3] + values[4]  # idle + iowait
-    return float(sum(values) - idle), float(sum(values))
