@@ -340,9 +340,36 @@ def _near_matcher(query: GeoQuery, ref: BaseGeometry) -> Matcher:
     limit = query.max_distance if query.max_distance is not None else query.min_distance
     assert limit is not None
     is_max = query.max_distance is not None
+    points, segments = ref_parts
+    if len(points) == 1 and not segments:
+        return _point_near_matcher(points[0], limit, is_max, ref, ref_parts)
 
     def match(geometry: dict[str, Any]) -> bool:
         try:
+            distance = _distance(ref, ref_parts, geometry)
+        except (shapely.errors.ShapelyError, ValueError, TypeError, KeyError, IndexError):
+            return False
+        return distance <= limit if is_max else distance >= limit
+
+    return match
+
+
+def _point_near_matcher(centre: Position, limit: float, is_max: bool, ref: BaseGeometry,
+                        ref_parts: tuple[list[Position], list[Segment]]) -> Matcher:
+    """`near` a Point: haversine with the centre's trigonometry computed once."""
+    lon0, lat0 = math.radians(centre[0]), math.radians(centre[1])
+    cos0 = math.cos(lat0)
+    angle = min(math.pi / 2, limit / EARTH_RADIUS_M / 2)
+    bound = math.sin(angle) ** 2  # compare haversine terms, not distances
+
+    def match(geometry: dict[str, Any]) -> bool:
+        try:
+            if geometry["type"] == "Point":
+                lon, lat = math.radians(geometry["coordinates"][0]), math.radians(
+                    geometry["coordinates"][1])
+                h = math.sin((lat - lat0) / 2) ** 2 + cos0 * math.cos(lat) * math.sin(
+                    (lon - lon0) / 2) ** 2
+                return h <= bound if is_max else h >= bound
             distance = _distance(ref, ref_parts, geometry)
         except (shapely.errors.ShapelyError, ValueError, TypeError, KeyError, IndexError):
             return False

@@ -48,8 +48,8 @@ def register_functions(conn: sqlite3.Connection) -> None:
                 cache.clear()
             matcher = cache[key] = _build_matcher(key)
         try:
-            geometry = json.loads(geojson)
-        except (ValueError, TypeError):
+            geometry = orjson.loads(geojson)
+        except (orjson.JSONDecodeError, TypeError):
             return 0
         return 1 if matcher(geometry) else 0
 
