@@ -15,8 +15,8 @@ Stored layout (shared by every backend and by the query compilers):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 PROPERTY = "Property"
@@ -77,9 +77,16 @@ GEO_CORE_ATTRS = frozenset({LOCATION, OBSERVATION_SPACE, OPERATION_SPACE})
 Instance = dict[str, Any]
 
 
+_second: list[Any] = [-1, ""]
+
+
 def now_iso() -> str:
     """The current UTC time as an NGSI-LD DateTime with microseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:  # strftime once per second, not once per call
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 @dataclass(slots=True)
