@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -20,11 +25,62 @@ if os.environ.get("URBIS_TEST_DATABASE_URL"):
     BACKENDS.append("postgresql")
 
 
-def store_url(backend: str, tmp_path: Path) -> str:
-    """A fresh store URL of a backend."""
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on its own loop and thread (these fixtures are sync)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL with another database name."""
+    return urlparse(url)._replace(path="/" + name).geturl()
+
+
+async def _admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _empty(url: str) -> None:
+    import asyncpg
+
+    from urbis.storage.postgres.schema import migrate
+
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        await conn.execute("TRUNCATE entities, geo, tenants, jsonld_contexts RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database of this session on URBIS_TEST_DATABASE_URL's server, dropped at the end."""
+    base = os.environ["URBIS_TEST_DATABASE_URL"]
+    name = f"urbis_test_{uuid.uuid4().hex[:12]}"
+    run_sync(_admin(base, f'CREATE DATABASE "{name}"'))
+    try:
+        yield with_database(base, name)
+    finally:
+        run_sync(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty store URL of a backend."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path}/urbis.db"
-    return os.environ["URBIS_TEST_DATABASE_URL"]
+    url: str = request.getfixturevalue("pg_database")
+    run_sync(_empty(url))
+    return url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -34,9 +90,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend: str, tmp_path: Path) -> Settings:
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings on a fresh store of the backend."""
-    return load_settings(env={}, store=store_url(backend, tmp_path), sqlite_synchronous="normal")
+    return load_settings(env={}, store=store_url(backend, tmp_path, request),
+                         sqlite_synchronous="normal")
 
 
 @pytest.fixture

@@ -43,4 +43,9 @@ async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full") 
         contexts = SqliteContextStore(path)
         await contexts.open()
         return Stores(entities, contexts)
-    raise ValueError(f"unsupported store URL {url!r} (this build supports sqlite:///PATH)")
+    if scheme in ("postgresql", "postgres"):
+        from urbis.storage.postgres import open_postgres_stores
+
+        pg_entities, pg_contexts = await open_postgres_stores(url)
+        return Stores(pg_entities, pg_contexts)
+    raise ValueError(f"unsupported store URL {url!r} (use sqlite:///PATH or postgresql://...)")

@@ -3,8 +3,8 @@
 Every job runs on a pooled connection. When the server goes away (restart, failover, a killed
 backend, too many connections), the job fails with `ServiceUnavailable`; a job that is safe to
 repeat (any read, a transaction that never reached COMMIT) is first retried once on a fresh
-connection, so idle connections that died while the server restarted cost no request. The pool
-replaces broken connections by itself: once the server is back, requests succeed again.
+connection, and every pooled connection is renewed, so idle connections that died while the
+server restarted cost no request. Once the server is back, requests succeed again.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 Job = Callable[[asyncpg.Connection], Awaitable[T]]
+
+
+class ConnectionLost(ConnectionError):
+    """The server ended a pooled connection while it was being used."""
 
 
 class Database:
@@ -79,6 +83,8 @@ class Database:
             except (*CONNECTION_ERRORS, asyncpg.InterfaceError) as exc:
                 if not is_connection_lost(exc):
                     raise
+                if self._pool is not None:  # the server probably restarted: renew them all
+                    await self._pool.expire_connections()
                 if attempt + 1 < attempts:
                     log.info("database connection lost (%s); retrying on a fresh one", exc)
                     continue
@@ -90,7 +96,13 @@ class Database:
         if pool is None:
             raise ServiceUnavailable("the database is not open")
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-            return await job(conn)
+            try:
+                return await job(conn)
+            except asyncpg.InternalClientError as exc:
+                # The server's goodbye (e.g. pg_terminate_backend, a restart) reached an idle
+                # connection just before this job used it: the connection is unusable.
+                conn.terminate()
+                raise ConnectionLost(str(exc)) from exc
 
 
 def is_connection_lost(exc: BaseException) -> bool:

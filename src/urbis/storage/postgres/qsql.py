@@ -10,6 +10,10 @@ the tests; each term is one `EXISTS` over set-returning functions walking the in
                `[k1.k2]` members (`*`: jsonb_each); a LanguageProperty: each language
     candidates the elements of an array target, `{"@value": v}` / `{"object": v}` unwrapped
 
+Comparisons of numbers, and text equality, are preceded by a superset test the server runs in
+C (`jsonb_path_exists` over the attribute's values at any depth), so the EXISTS only runs on
+rows that may match: about twice as fast on scans.
+
 Values compare only with their own JSON type: numbers as jsonb numbers (numeric), text with
 `COLLATE "C"` (code points), date-times and times through `urbis_datetime_key` /
 `urbis_time_key`, patterns with `~` on the ARE translated by `regex.to_postgres`.
@@ -19,6 +23,7 @@ compiled to the equivalent condition (a name or key: absent; `==`: false; `<`: `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +52,7 @@ from urbis.storage.postgres.regex import to_postgres
 
 TRUE, FALSE = "TRUE", "FALSE"
 _SQL_OP = {Op.EQ: "=", Op.GT: ">", Op.GE: ">=", Op.LT: "<", Op.LE: "<="}
+_PLAIN_TEXT = frozenset({Kind.STRING, Kind.URI, Kind.TERM, Kind.DATE})
 _KEY_FUNCTION = {Kind.DATETIME: "urbis_datetime_key", Kind.TIME: "urbis_time_key"}
 _VALUE_KEY = (
     "(CASE {e} ->> 'type' "
@@ -181,7 +187,9 @@ class _QCompiler:
             conds.append(_orderable(node.path, el))
         more, value = self.walk(node.path, el)
         conds.append(_predicate(node.op, node.operand, self.params)(value))
-        return _exists(froms + more, conds)
+        exact = _exists(froms + more, conds)
+        quick = _prefilter(node, self.params, self.attrs_col)
+        return exact if quick is None else f"({quick} AND {exact})"
 
     def pattern(self, node: Pattern) -> str:
         froms, conds, el = self.elements(node.path)
@@ -197,6 +205,42 @@ class _QCompiler:
             return _exists(froms, conds)
         more, value = self.walk(node.path, el)
         return _exists(froms + more, [*conds, matches(value)])
+
+
+def _prefilter(node: Compare, params: Params, attrs_col: str) -> str | None:
+    """A necessary condition run in C before the exact EXISTS: some JSON value anywhere under
+    the attribute passes the comparison (a jsonpath over `.**`). Only for comparisons where
+    jsonpath and the evaluator agree on what is equal or ordered (numbers; text equality)."""
+    variables: dict[str, Any] = {}
+    test = _jsonpath_test(node.op, node.operand, variables)
+    if test is None or "\x00" in node.path.attr:
+        return None
+    path = f"$.{json.dumps(node.path.attr)}.** ? ({test})"
+    return (f"jsonb_path_exists({attrs_col}, {params.add(path, 'jsonpath')}, "
+            f"{params.add(orjson.dumps(variables), 'jsonb')})")
+
+
+def _jsonpath_test(op: Op, operand: Value | ValueList | Range, variables: dict[str, Any]
+                   ) -> str | None:
+    if isinstance(operand, ValueList):
+        tests = [_jsonpath_test(Op.EQ, value, variables) for value in operand.values]
+        return None if None in tests else " || ".join(f"({t})" for t in tests)
+    if isinstance(operand, Range):
+        if operand.low.kind is not Kind.NUMBER or operand.high.kind is not Kind.NUMBER:
+            return None
+        low, high = (_jsonpath_test(o, v, variables)
+                     for o, v in ((Op.GE, operand.low), (Op.LE, operand.high)))
+        return None if low is None or high is None else f"{low} && {high}"
+    wanted = value_key(operand.value, operand.kind)
+    text_equality = operand.kind in _PLAIN_TEXT and op is Op.EQ
+    if wanted is None or not (operand.kind is Kind.NUMBER or text_equality or (
+            operand.kind is Kind.BOOL and op is Op.EQ)):
+        return None
+    if isinstance(wanted, str) and "\x00" in wanted:
+        return None
+    name = f"v{len(variables)}"
+    variables[name] = wanted
+    return f"@ {_SQL_OP[op] if op is not Op.EQ else '=='} ${name}"
 
 
 def _text(value: str) -> str:

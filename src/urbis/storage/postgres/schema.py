@@ -24,7 +24,9 @@ the pure evaluator and SQLite compare text):
   given (`text`, so a hosted context is served back unchanged).
 
 Functions: `urbis_datetime_key(text)` and `urbis_time_key(text)` give the sortable UTC forms of
-`urbis.context.query.q.datetime_key` and `time_key` (NULL when the text is not one).
+`urbis.context.query.q.datetime_key` and `time_key` (NULL when the text is not one);
+`urbis_geo_relation(rel, subject, reference)` runs a georel on a GeometryCollection row (on
+its union where GEOS refuses the collection itself).
 """
 
 from __future__ import annotations
@@ -125,9 +127,37 @@ CREATE TABLE jsonld_contexts (
 CREATE INDEX jsonld_contexts_kind ON jsonld_contexts (kind, created_at, id);
 """
 
+_GEO_RELATION = r"""
+CREATE FUNCTION urbis_geo_relation(relation text, subject geometry, reference geometry)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+BEGIN
+    -- GEOS may refuse a collection whose members overlap: then relate its union (the same
+    -- point set), and answer false if even that is refused.
+    FOR attempt IN 1..2 LOOP
+        BEGIN
+            IF attempt = 2 THEN
+                subject := ST_UnaryUnion(subject);
+            END IF;
+            RETURN CASE relation
+                WHEN 'within' THEN ST_Within(subject, reference)
+                WHEN 'contains' THEN ST_Contains(subject, reference)
+                WHEN 'intersects' THEN ST_Intersects(subject, reference)
+                WHEN 'disjoint' THEN ST_Disjoint(subject, reference)
+                WHEN 'overlaps' THEN ST_Overlaps(subject, reference)
+                WHEN 'equals' THEN ST_Equals(subject, reference)
+            END;
+        EXCEPTION WHEN OTHERS THEN
+            NULL;
+        END;
+    END LOOP;
+    RETURN false;
+END
+$fn$;
+"""
+
 # Each entry is one migration; its index + 1 is the schema version. Never edit a released
 # migration: append a new one.
-MIGRATIONS: list[str] = [_TABLES + _DATETIME_KEY + _TIME_KEY]
+MIGRATIONS: list[str] = [_TABLES + _DATETIME_KEY + _TIME_KEY + _GEO_RELATION]
 
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS urbis_schema_version (
