@@ -228,7 +228,7 @@ def values(draw: st.DrawFn, ordered: bool = False, seen: tuple[Any, ...] = ()) -
     pool = [*NUMBERS, True, False, *TEXTS]
     raw = draw(st.sampled_from(seen) if seen and draw(st.integers(0, 3)) else st.sampled_from(pool))
     kinds = [k for k in _kinds_of(raw) if not (ordered and k is Kind.BOOL)] or [Kind.NUMBER]
-    if kinds == [Kind.NUMBER] and not isinstance(raw, int | float):
+    if kinds == [Kind.NUMBER] and (isinstance(raw, bool) or not isinstance(raw, int | float)):
         raw = 1
     return Value(draw(st.sampled_from(kinds)), raw)
 
