@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from urbis.context.errors import BadRequestData, TooComplexQuery
+from urbis.context.query.cursor import Cursor
 
 MAX_LENGTH = 4096
 MAX_DEPTH = 16
@@ -59,30 +60,12 @@ def parse_scope_q(text: str) -> ScopeNode:
     return node
 
 
-class _Parser:
-    __slots__ = ("depth", "pos", "terms", "text")
+class _Parser(Cursor):
+    __slots__ = ("depth", "terms")
 
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = self.depth = self.terms = 0
-
-    def fail(self, expected: str) -> BadRequestData:
-        at = self.pos
-        found = repr(self.text[at : at + 12]) if at < len(self.text) else "the end"
-        return BadRequestData(
-            f"Invalid scopeQ at position {at}: expected {expected}, found {found}"
-        )
-
-    def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def take(self, chars: str) -> bool:
-        self.skip_ws()
-        if self.pos < len(self.text) and self.text[self.pos] in chars:
-            self.pos += 1
-            return True
-        return False
+        super().__init__(text, "scopeQ")
+        self.depth = self.terms = 0
 
     def or_expr(self) -> ScopeNode:
         items = [self.and_expr()]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from urbis.context.errors import BadRequestData, TooComplexQuery
+from urbis.context.query.cursor import Cursor
 
 MAX_LENGTH = 4096
 MAX_DEPTH = 16
@@ -62,30 +63,13 @@ def parse_type_expr(text: str, expand: Callable[[str], str] = _identity) -> Type
     return node
 
 
-class _Parser:
-    __slots__ = ("count", "depth", "expand", "pos", "text")
+class _Parser(Cursor):
+    __slots__ = ("count", "depth", "expand")
 
     def __init__(self, text: str, expand: Callable[[str], str]) -> None:
-        self.text, self.expand = text, expand
-        self.pos = self.depth = self.count = 0
-
-    def fail(self, expected: str) -> BadRequestData:
-        at = self.pos
-        found = repr(self.text[at : at + 12]) if at < len(self.text) else "the end"
-        return BadRequestData(
-            f"Invalid type selection at position {at}: expected {expected}, found {found}"
-        )
-
-    def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def take(self, chars: str) -> bool:
-        self.skip_ws()
-        if self.pos < len(self.text) and self.text[self.pos] in chars:
-            self.pos += 1
-            return True
-        return False
+        super().__init__(text, "type selection")
+        self.expand = expand
+        self.depth = self.count = 0
 
     def or_expr(self) -> TypeNode:
         items = [self.and_expr()]
