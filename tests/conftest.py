@@ -57,7 +57,8 @@ async def _empty(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        await conn.execute("TRUNCATE entities, geo, tenants, jsonld_contexts RESTART IDENTITY")
+        await conn.execute("TRUNCATE entities, geo, tenants, jsonld_contexts, subscriptions, "
+                           "subscription_types, subscription_attrs RESTART IDENTITY")
     finally:
         await conn.close()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from urbis.cli.main import main
-from urbis.settings import SettingsError, describe, load_settings
+from urbis.settings import SettingsError, describe, load_settings, settings_env
 
 DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 
@@ -49,3 +49,23 @@ def test_every_setting_is_documented() -> None:
     text = DOC.read_text()
     missing = [d["env"] for d in describe() if d["env"] not in text]
     assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"URBIS_WORKERS": "0"}, "workers must be at least 1"),
+        ({"URBIS_PG_POOL_MAX": "0"}, "pg_pool_max must be at least 1"),
+        ({"URBIS_PG_POOL_MIN": "-1"}, "pg_pool_min at least 0"),
+        ({"URBIS_PG_POOL_MIN": "5", "URBIS_PG_POOL_MAX": "4"}, "must not exceed pg_pool_max"),
+    ],
+)
+def test_bad_process_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env=env)
+
+
+def test_settings_travel_to_worker_processes_through_the_environment() -> None:
+    s = load_settings(env={}, port=2000, store="postgresql://u@h:5/db", workers=3,
+                      context_fetch_timeout=2.5, pg_pool_min=0)
+    assert load_settings(env=settings_env(s)) == s

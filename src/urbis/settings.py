@@ -40,6 +40,11 @@ class Settings:
         choices=("full", "normal"))
     sqlite_readers: int = _setting(2, "SQLite reader threads for queries.")
     max_body_bytes: int = _setting(8_000_000, "Largest request body accepted, in bytes.")
+    workers: int = _setting(1, "Worker processes of `urbis serve`; more than 1 needs a "
+                               "postgresql:// store.")
+    pg_pool_min: int = _setting(2, "PostgreSQL connections each worker keeps open.")
+    pg_pool_max: int = _setting(10, "Most PostgreSQL connections each worker opens at once "
+                                    "(plus one for cache invalidations).")
 
     @property
     def public_url(self) -> str:
@@ -67,7 +72,16 @@ class Settings:
             raise SettingsError("default_limit must not exceed max_limit")
         if self.context_fetch_timeout <= 0:
             raise SettingsError("context_fetch_timeout must be positive")
+        self._validate_processes()
         return self
+
+    def _validate_processes(self) -> None:
+        if self.workers < 1:
+            raise SettingsError("workers must be at least 1")
+        if self.pg_pool_max < 1 or self.pg_pool_min < 0:
+            raise SettingsError("pg_pool_max must be at least 1 and pg_pool_min at least 0")
+        if self.pg_pool_min > self.pg_pool_max:
+            raise SettingsError("pg_pool_min must not exceed pg_pool_max")
 
 
 def env_name(name: str) -> str:
@@ -85,6 +99,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             values[f.name] = _convert(f.name, f.type, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return replace(Settings(), **values).validate()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that load `settings` again (e.g. in a worker process)."""
+    return {env_name(f.name): str(getattr(settings, f.name)) for f in fields(settings)}
 
 
 def _convert(name: str, type_name: Any, raw: str) -> Any:

@@ -196,3 +196,41 @@ async def test_injection_in_ids_and_types_is_data(entity_store: EntityStore) -> 
     t = parse_type_expr("Car", lambda _t: "x' OR 1=1 --")
     assert (await entity_store.query("t1", EntityQuery(type_expr=t))).entities == []
     assert await entity_store.get("t1", "urn:ngsi-ld:Car:1") is not None
+
+
+async def scan_all(store: EntityStore, tenant: str, query: EntityQuery) -> list[str]:
+    """Every id a keyset scan returns, page after page."""
+    out: list[str] = []
+    after: str | None = None
+    while page := await store.scan(tenant, query, after):
+        assert len(page) <= query.limit
+        out += [e.id for e in page]
+        after = page[-1].id
+    return out
+
+
+async def test_scan_pages_in_id_order(entity_store: EntityStore) -> None:
+    await seed(entity_store)
+    everything = await scan_all(entity_store, "t1", EntityQuery(limit=4))
+    assert len(everything) == 15 and everything == sorted(everything)
+    car = parse_type_expr("Car", lambda t: V + t)
+    cars = await scan_all(entity_store, "t1", EntityQuery(type_expr=car, limit=3, offset=5,
+                                                          order_by=[(V + "speed", True)]))
+    assert cars == sorted(f"urn:ngsi-ld:Car:{i}" for i in range(10))
+    fast = EntityQuery(type_expr=car, q=parse_q("speed>50", lambda t: V + t), limit=2)
+    expected = [f"urn:ngsi-ld:Car:{i}" for i in range(6, 10)]
+    assert await scan_all(entity_store, "t1", fast) == expected
+    last = await entity_store.scan("t1", EntityQuery(limit=10), everything[-1])
+    assert last == []
+    assert await entity_store.scan("t2", EntityQuery(limit=10)) == []
+
+
+async def test_scan_orders_ids_by_code_point(entity_store: EntityStore) -> None:
+    names = ["é", "a", "Z", "B", "a0", "_", "~", "€"]
+    muts = [creator(Entity(id=f"urn:x:{n}", types=[V + "T"])) for n in names]
+    assert all(o.error is None for o in await entity_store.mutate("t1", muts))
+    got = await scan_all(entity_store, "t1", EntityQuery(limit=3))
+    assert got == sorted(f"urn:x:{n}" for n in names)  # Python compares by code point
+    page = await entity_store.scan("t1", EntityQuery(limit=1), "urn:x:a")
+    assert [e.id for e in page] == ["urn:x:a0"]
+    assert page[0].types == [V + "T"] and page[0].created_at == NOW

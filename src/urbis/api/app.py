@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route
 
 from urbis import __version__
 from urbis.api.limits import BodyLimit
-from urbis.api.ngsild import batch, contexts, discovery, entities
+from urbis.api.ngsild import batch, contexts, discovery, entities, subscriptions
 from urbis.api.responses import json_response, problem_response
 from urbis.broker.container import Broker, build_broker
 from urbis.broker.samples import load_samples
@@ -76,7 +76,8 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
             if own:
                 await app.state.broker.close()
 
-    ngsild = [*entities.routes, *batch.routes, *discovery.routes, *contexts.routes]
+    ngsild = [*entities.routes, *batch.routes, *discovery.routes, *contexts.routes,
+              *subscriptions.routes]
     app = Starlette(
         routes=[Route("/health", health), Mount("/ngsi-ld/v1", routes=ngsild)],
         lifespan=lifespan,

@@ -12,6 +12,7 @@ from urbis.context.errors import BadRequestData, NgsiError
 from urbis.context.jsonld import TermMap
 from urbis.context.model import Entity, now_iso
 from urbis.context.normalize import check_uri, parse_entity
+from urbis.context.transfer import keep_sys_attrs, restore
 from urbis.storage.base import Change, Mutation
 
 MAX_BATCH = 10_000
@@ -39,6 +40,10 @@ def _upsert_update(entity: Entity, now: str) -> Callable[[Entity | None], Change
         return Change(merged)
 
     return fn
+
+
+def _restore(entity: Entity, now: str) -> Callable[[Entity | None], Change]:
+    return lambda cur: Change(restore(cur, entity, now), result=None if cur else "created")
 
 
 def _update(overwrite: bool) -> Builder:
@@ -71,6 +76,10 @@ class BatchService:
         return await self._run(actor, body, tm, _upsert_update if update else _upsert_replace,
                                require_type=True)
 
+    async def restore(self, actor: Actor, body: Any, tm: TermMap) -> BatchResult:
+        """Create or replace each entity as given, keeping its createdAt / modifiedAt (imports)."""
+        return await self._run(actor, body, tm, _restore, require_type=True, sys_attrs=True)
+
     async def update(self, actor: Actor, body: Any, tm: TermMap, overwrite: bool) -> BatchResult:
         """Append attributes to existing entities (noOverwrite keeps existing ones)."""
         return await self._run(actor, body, tm, _update(overwrite), require_type=False)
@@ -94,13 +103,16 @@ class BatchService:
         return await self.entities.run_batch(actor, mutations, errors)
 
     async def _run(self, actor: Actor, body: Any, tm: TermMap, build: Builder, *,
-                   require_type: bool, allow_null: bool = False) -> BatchResult:
+                   require_type: bool, allow_null: bool = False, sys_attrs: bool = False
+                   ) -> BatchResult:
         now = now_iso()
         mutations: list[Mutation] = []
         errors: list[tuple[str, NgsiError]] = []
         for item in _array(body):
             try:
                 entity = parse_entity(item, tm, require_type=require_type, allow_null=allow_null)
+                if sys_attrs:
+                    keep_sys_attrs(entity, item, tm)
             except NgsiError as err:
                 raw_id = item.get("id", "") if isinstance(item, dict) else ""
                 errors.append((str(raw_id), err))

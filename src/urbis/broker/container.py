@@ -8,6 +8,7 @@ from urbis.broker.batch import BatchService
 from urbis.broker.contexts import ContextService
 from urbis.broker.entities import EntityService
 from urbis.broker.queries import Paging
+from urbis.broker.subscriptions import SubscriptionService
 from urbis.settings import Settings
 from urbis.storage.registry import Stores, open_stores
 
@@ -21,6 +22,7 @@ class Broker:
     batch: BatchService
     contexts: ContextService
     paging: Paging
+    subscriptions: SubscriptionService
 
     async def close(self) -> None:
         """Flush context usage and release the stores."""
@@ -31,7 +33,8 @@ class Broker:
 async def build_broker(settings: Settings) -> Broker:
     """Open the stores named by the settings and build the services on them."""
     stores = await open_stores(settings.store, readers=settings.sqlite_readers,
-                               synchronous=settings.sqlite_synchronous)
+                               synchronous=settings.sqlite_synchronous,
+                               pool_min=settings.pg_pool_min, pool_max=settings.pg_pool_max)
     contexts = ContextService(
         stores.contexts,
         fetch_timeout=settings.context_fetch_timeout,
@@ -39,6 +42,9 @@ async def build_broker(settings: Settings) -> Broker:
         cache_size=settings.context_cache_size,
         base_url=settings.public_url,
     )
+    if stores.invalidations is not None:  # other workers may change what is cached here
+        stores.invalidations.subscribe(contexts.invalidate)
     entities = EntityService(stores.entities)
-    return Broker(stores, entities, BatchService(entities), contexts,
-                  Paging(settings.default_limit, settings.max_limit))
+    paging = Paging(settings.default_limit, settings.max_limit)
+    subscriptions = SubscriptionService(stores.subscriptions, contexts, paging)
+    return Broker(stores, entities, BatchService(entities), contexts, paging, subscriptions)

@@ -4,6 +4,8 @@
 is kept in an LRU, so a context is fetched, parsed and compiled once. Core context URLs are
 built in and never fetched; Hosted and ImplicitlyCreated contexts and cached copies of remote
 ones live in the ContextStore; anything else is fetched once over HTTP and stored as Cached.
+When another worker changes a stored context, the store's invalidation channel calls
+`invalidate`, which drops what was derived from it here.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from urbis.context.jsonld import (
     is_absolute_iri,
 )
 from urbis.context.model import now_iso
-from urbis.storage.base import ContextStore, StoredContext
+from urbis.storage.base import TOPIC_ALL, TOPIC_CONTEXTS, ContextStore, StoredContext
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class ContextService:
         self._writing = asyncio.Lock()  # usage flushes never resurrect a deleted context
         self._flushed_at = time.monotonic()
         self._started = now_iso()
+        self._generation = 0  # bumped by every invalidation: a slower load must not cache
 
     def hosted_url(self, context_id: str) -> str:
         """The URL a Hosted or ImplicitlyCreated context is served at."""
@@ -89,9 +92,11 @@ class ContextService:
         key = _canonical(raw)
         hit = self._maps.get(key)
         if hit is None:
+            generation = self._generation
             contexts, used = await self.resolve(raw)
             hit = (TermMap.compile(contexts, core=CORE_DEFAULT_VERSION), tuple(used))
-            self._maps[key] = hit
+            if generation == self._generation:
+                self._maps[key] = hit
             while len(self._maps) > self.cache_size:
                 self._maps.popitem(last=False)
         else:
@@ -154,11 +159,13 @@ class ContextService:
         if loaded is not None:
             self._docs.move_to_end(url)
             return loaded
+        generation = self._generation
         stored = await self.store.find_context_by_url(url)
         if stored is None:
             stored = await self._shared_fetch(url)
         loaded = (context_of(stored.body, url), stored.id)
-        self._docs[url] = loaded
+        if generation == self._generation:
+            self._docs[url] = loaded
         while len(self._docs) > self.cache_size:
             self._docs.popitem(last=False)
         return loaded
@@ -331,10 +338,19 @@ class ContextService:
         body = core_context_document(CORE_URLS[url])
         return StoredContext(id=url, url=url, kind=CACHED, body=body, created_at=self._started)
 
-    def _forget(self, url: str) -> None:
+    def _forget(self, url: str | None) -> None:
         """Drop what was derived from a context that changed (compiled maps, memo)."""
-        self._docs.pop(url, None)
+        self._generation += 1
+        if url is None:
+            self._docs.clear()
+        else:
+            self._docs.pop(url, None)
         self._maps.clear()
+
+    def invalidate(self, topic: str, key: str | None) -> None:
+        """A stored context changed in some worker (key: its URL; None: any of them)."""
+        if topic in (TOPIC_ALL, TOPIC_CONTEXTS):
+            self._forget(None if topic == TOPIC_ALL else key)
 
     # ---- usage counters ----
 
@@ -362,11 +378,7 @@ class ContextService:
             usage, self._usage = self._usage, {}
             self._flushed_at = time.monotonic()
             for context_id, (hits, last) in usage.items():
-                ctx = await self.store.get_context(context_id)
-                if ctx is not None:
-                    ctx.hits += hits
-                    ctx.last_used_at = last
-                    await self.store.put_context(ctx)
+                await self.store.record_usage(context_id, hits, last)
 
     async def close(self) -> None:
         """Store the pending usage counters."""

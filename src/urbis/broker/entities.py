@@ -74,6 +74,12 @@ class EntityService:
         await self.require_tenant(actor)
         return await self.store.query(actor.tenant, query)
 
+    async def scan(self, actor: Actor, query: EntityQuery, after: str | None = None
+                   ) -> list[Entity]:
+        """A page of matching entities with ids above `after`, in id order (exports)."""
+        await self.require_tenant(actor)
+        return await self.store.scan(actor.tenant, query, after)
+
     async def replace(self, actor: Actor, entity_id: str, body: Any, tm: TermMap) -> None:
         """PUT /entities/{id}."""
         check_uri(entity_id, "entity id")

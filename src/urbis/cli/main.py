@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from urbis.cli import db, transfer
 from urbis.settings import SettingsError, load_settings
 
 
@@ -20,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "sqlite:///./urbis-data/urbis.db)")
     serve.add_argument("--demo", action="store_true",
                        help="load sample Smart Data Models entities at start")
+    serve.add_argument("--workers", type=int, help="worker processes (URBIS_WORKERS, default "
+                                                   "1; more need a postgresql:// store)")
+    db.add_parsers(sub)
+    transfer.add_parsers(sub)
     return parser
 
 
@@ -27,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(host=args.host, port=args.port, store=args.store)
+        # Only `serve` has --host and --port; every command has --store.
+        settings = load_settings(host=getattr(args, "host", None),
+                                 port=getattr(args, "port", None), store=args.store,
+                                 workers=getattr(args, "workers", None))
     except SettingsError as err:
         print(f"urbis: bad configuration: {err}", file=sys.stderr)
         return 2
@@ -35,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from urbis.cli.serve import serve
 
         return serve(settings, demo=args.demo)
+    if args.command == "db":
+        return db.main(settings, args)
+    if args.command in ("export", "import"):
+        return transfer.main(settings, args)
     return 1
 
 

@@ -1,22 +1,84 @@
-"""`urbis serve`: run the API with uvicorn."""
+"""`urbis serve`: run the API with uvicorn, in this process or in several worker processes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
+from urllib.parse import urlparse
 
 import uvicorn
+from starlette.applications import Starlette
 
 from urbis.api.app import create_app
-from urbis.settings import Settings
+from urbis.broker.container import build_broker
+from urbis.broker.samples import load_samples
+from urbis.settings import Settings, load_settings, settings_env
+
+# Workers are fresh interpreters: uvicorn imports the app by name in each of them.
+WORKER_APP = "urbis.cli.serve:worker_app"
+STARTUP_FAILURE = 3  # uvicorn's exit code when the app cannot start
+log = logging.getLogger("urbis.serve")
 
 
 def serve(settings: Settings, demo: bool = False) -> int:
-    """Run until interrupted."""
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    """Run until interrupted; exit code 2 for settings it cannot run, 3 if it cannot start."""
+    if settings.workers > 1:
+        return serve_workers(settings, demo)
+    configure_logging(settings)
     app = create_app(settings, demo=demo)
-    print(f"urbis: NGSI-LD API on {settings.public_url}/ngsi-ld/v1/ (store {settings.store})",
-          flush=True)
+    announce(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, loop="auto", http="auto", lifespan="on")
     return 0
+
+
+def serve_workers(settings: Settings, demo: bool) -> int:
+    """Run `settings.workers` processes sharing the port and the (PostgreSQL) store."""
+    if urlparse(settings.store).scheme == "sqlite":
+        print(f"urbis: {settings.workers} workers need a postgresql:// store; the embedded "
+              "SQLite store has one writer per process and runs a single worker "
+              "(use --workers 1)", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    try:  # once, before the workers start: the schema upgrade, and the demo data if asked
+        asyncio.run(_prepare(settings, demo))
+    except Exception as exc:  # every worker would fail alike, and uvicorn then exits 0
+        print(f"urbis: cannot start: {exc}", file=sys.stderr)
+        return STARTUP_FAILURE
+    os.environ.update(settings_env(settings))  # what each worker's load_settings() reads
+    announce(settings)
+    uvicorn.run(WORKER_APP, factory=True, workers=settings.workers, host=settings.host,
+                port=settings.port, log_level=settings.log_level, access_log=False,
+                loop="auto", http="auto", lifespan="on")
+    return 0
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process, configured by the URBIS_* variables of its parent."""
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log lines to standard error at the configured level."""
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
+
+
+def announce(settings: Settings) -> None:
+    """Say where the API listens."""
+    workers = f"{settings.workers} workers, " if settings.workers > 1 else ""
+    print(f"urbis: NGSI-LD API on {settings.public_url}/ngsi-ld/v1/ ({workers}store "
+          f"{settings.store})", flush=True)
+
+
+async def _prepare(settings: Settings, demo: bool) -> None:
+    broker = await build_broker(settings)
+    try:
+        if demo:
+            log.info("demo: %d sample entities loaded", await load_samples(broker))
+    finally:
+        await broker.close()

@@ -8,10 +8,19 @@ from typing import Any, Protocol, runtime_checkable
 
 from urbis.context.errors import NgsiError
 from urbis.context.model import Entity
+from urbis.context.subscription import Subscription
 
 # Capability flags a backend may declare.
 CAP_GEO = "geo"
 CAP_REGEX = "regex"
+# Other processes may write the same store: in-process caches must follow its
+# InvalidationChannel (PostgreSQL; the embedded SQLite store has one process and needs none).
+CAP_INVALIDATION = "invalidation"
+
+# Topics of cache invalidations; a key of None means every key of the topic.
+TOPIC_ALL = "*"  # anything may have changed (e.g. announcements were missed)
+TOPIC_CONTEXTS = "contexts"  # key: the URL of a stored @context that changed or went
+TOPIC_TENANTS = "tenants"  # key: a tenant that went
 
 
 @dataclass(slots=True)
@@ -106,6 +115,18 @@ class StoredContext:
     hits: int = 0
 
 
+# Called with (topic, key) once a change of another process (or this one) is committed.
+InvalidationListener = Callable[[str, str | None], None]
+
+
+@runtime_checkable
+class InvalidationChannel(Protocol):
+    """Committed changes that make in-process caches stale, announced by any process."""
+
+    def subscribe(self, listener: InvalidationListener) -> None:
+        """Call `listener` for every announcement; TOPIC_ALL when some may have been missed."""
+
+
 @runtime_checkable
 class EntityStore(Protocol):
     """Current state of entities, per tenant."""
@@ -126,6 +147,15 @@ class EntityStore(Protocol):
 
     async def query(self, tenant: str, query: EntityQuery) -> QueryResult:
         """Entities matching the query, filtered, ordered and paginated in the backend."""
+
+    async def scan(self, tenant: str, query: EntityQuery, after: str | None = None
+                   ) -> list[Entity]:
+        """Up to `query.limit` matching entities with an id above `after`, in id order.
+
+        Keyset paging (exports): each page is an index range from where the last one ended, so
+        reading every entity costs the same per page however far it has got. `order_by`,
+        `offset` and `count` of the query are ignored; ids compare by code point.
+        """
 
     async def mutate(self, tenant: str, mutations: Sequence[Mutation]) -> list[MutationOutcome]:
         """Apply read-modify-write mutations atomically; one transaction for the batch."""
@@ -158,3 +188,79 @@ class ContextStore(Protocol):
 
     async def delete_context(self, context_id: str) -> bool:
         """Delete; False when it did not exist."""
+
+    async def record_usage(self, context_id: str, hits: int, last_used_at: str) -> None:
+        """Add hits to a context's counter (atomically; nothing if it is gone)."""
+
+
+@dataclass(slots=True)
+class SubscriptionPage:
+    """A page of subscriptions, and the total count when it was asked for."""
+
+    subscriptions: list[Subscription]
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationOutcome:
+    """One notification attempt of a subscription, as the notifier records it."""
+
+    ok: bool  # delivered (a 2xx answer, or accepted by the MQTT broker)
+    at: str  # when it was sent, an NGSI-LD DateTime
+
+
+# A subscription update receives the stored subscription and returns the new one (or raises
+# NgsiError); it runs inside the backend's transaction, so concurrent updates never interleave.
+SubscriptionUpdate = Callable[[Subscription], Subscription]
+
+
+@runtime_checkable
+class SubscriptionStore(Protocol):
+    """Subscriptions per tenant, indexed by the entity types and attributes they watch.
+
+    Terms are stored expanded (see `urbis.context.subscription`). Besides each subscription's
+    document a store keeps an index of (tenant, type IRI or any, subscription) and (tenant,
+    watched attribute IRI or any, subscription), so finding the subscriptions a change may
+    match is an index look-up (`candidates`), never a scan of every subscription.
+    """
+
+    async def open(self) -> None:
+        """Connect and create or upgrade the schema."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        """True once a tenant has had its first write (an entity or a subscription)."""
+
+    async def create(self, tenant: str, subscription: Subscription) -> None:
+        """Store a new subscription (its tenant then exists); AlreadyExists for a known id."""
+
+    async def get(self, tenant: str, subscription_id: str) -> Subscription | None:
+        """One subscription by id, with its delivery counters."""
+
+    async def query(self, tenant: str, *, limit: int, offset: int = 0, count: bool = False
+                    ) -> SubscriptionPage:
+        """A page of the tenant's subscriptions in creation order."""
+
+    async def update(self, tenant: str, subscription_id: str, fn: SubscriptionUpdate
+                     ) -> Subscription:
+        """Read, change with `fn` and write one subscription atomically; ResourceNotFound."""
+
+    async def delete(self, tenant: str, subscription_id: str) -> bool:
+        """Delete; False when it did not exist."""
+
+    async def record_notification(self, tenant: str, subscription_id: str,
+                                  outcome: NotificationOutcome) -> bool:
+        """Count one notification attempt (timesSent, lastSuccess ...); False if gone."""
+
+    async def active(self, now: str) -> list[tuple[str, Subscription]]:
+        """(tenant, subscription) of every tenant's subscriptions not paused nor expired."""
+
+    async def candidates(self, tenant: str, types: Sequence[str], attrs: Sequence[str],
+                         now: str) -> list[Subscription]:
+        """Active subscriptions a change of these attributes of an entity of these types may match.
+
+        Index look-ups only: the exact match (entities, q, geoQ, triggers ...) is the caller's.
+        Periodic (timeInterval) subscriptions are never candidates.
+        """

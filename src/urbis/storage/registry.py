@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from urbis.storage.base import ContextStore, EntityStore
+from urbis.storage.base import ContextStore, EntityStore, InvalidationChannel, SubscriptionStore
 
 
 @dataclass(slots=True)
@@ -14,9 +14,13 @@ class Stores:
 
     entities: EntityStore
     contexts: ContextStore
+    subscriptions: SubscriptionStore
+    # Set when other processes may write the same store (CAP_INVALIDATION): caches follow it.
+    invalidations: InvalidationChannel | None = None
 
     async def close(self) -> None:
         """Close every backend."""
+        await self.subscriptions.close()
         await self.entities.close()
         await self.contexts.close()  # type: ignore[attr-defined]
 
@@ -30,22 +34,28 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full") -> Stores:
-    """Open (and migrate) the backends named by a store URL."""
+async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full",
+                      pool_min: int = 2, pool_max: int = 10) -> Stores:
+    """Open (and migrate) the backends named by a store URL (pool sizes: PostgreSQL's)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from urbis.storage.sqlite.contexts import SqliteContextStore
         from urbis.storage.sqlite.store import SqliteEntityStore
+        from urbis.storage.sqlite.subscriptions import SqliteSubscriptionStore
 
         path = sqlite_path(url)
         entities = SqliteEntityStore(path, readers=readers, synchronous=synchronous)
         await entities.open()
         contexts = SqliteContextStore(path)
         await contexts.open()
-        return Stores(entities, contexts)
+        subscriptions = SqliteSubscriptionStore(entities.db, on_new_tenant=entities.note_tenant)
+        return Stores(entities, contexts, subscriptions)
     if scheme in ("postgresql", "postgres"):
         from urbis.storage.postgres import open_postgres_stores
+        from urbis.storage.postgres.subscriptions import PostgresSubscriptionStore
 
-        pg_entities, pg_contexts = await open_postgres_stores(url)
-        return Stores(pg_entities, pg_contexts)
+        pg_entities, pg_contexts = await open_postgres_stores(url, min_size=pool_min,
+                                                              max_size=pool_max)
+        pg_subscriptions = PostgresSubscriptionStore(pg_entities.db)
+        return Stores(pg_entities, pg_contexts, pg_subscriptions, pg_entities.invalidations)
     raise ValueError(f"unsupported store URL {url!r} (use sqlite:///PATH or postgresql://...)")

@@ -64,7 +64,7 @@ async def run_query(request: Request, params: dict[str, Any], ctx: RequestContex
     headers: dict[str, str] = {}
     if result.count is not None:
         headers["NGSILD-Results-Count"] = str(result.count)
-    links = _page_links(request, params, query.limit, query.offset, len(items), result.count)
+    links = page_links(request, params, query.limit, query.offset, len(items), result.count)
     if links and request.method == "GET":
         headers["Link"] = links
     if kind == GEO_JSON:
@@ -77,8 +77,9 @@ async def run_query(request: Request, params: dict[str, Any], ctx: RequestContex
     return response
 
 
-def _page_links(request: Request, params: dict[str, Any], limit: int, offset: int,
-                returned: int, count: int | None) -> str:
+def page_links(request: Request, params: dict[str, Any], limit: int, offset: int,
+               returned: int, count: int | None) -> str:
+    """`Link` header value with the prev / next pages of a paginated list (or "")."""
     if limit <= 0:
         return ""
     links = []

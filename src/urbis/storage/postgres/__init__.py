@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from urbis.storage.base import ContextStore, EntityStore
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from urbis.storage.postgres.contexts import PostgresContextStore
+    from urbis.storage.postgres.store import PostgresEntityStore
 
 
 async def open_postgres_stores(url: str, *, min_size: int = 2, max_size: int = 10
-                               ) -> tuple[EntityStore, ContextStore]:
+                               ) -> tuple[PostgresEntityStore, PostgresContextStore]:
     """Open (and migrate) the entity and context stores of a PostgreSQL URL; one shared pool."""
     from urbis.storage.postgres.contexts import PostgresContextStore
     from urbis.storage.postgres.store import PostgresEntityStore

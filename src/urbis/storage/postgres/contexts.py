@@ -2,7 +2,8 @@
 
 Contexts are not per tenant. The body is kept as the JSON text given, so a hosted context is
 served back unchanged; `put_context` replaces any context with the same id or URL, as the
-SQLite store does.
+SQLite store does. Every write that changes what a URL resolves to is announced on the
+invalidation channel in its own transaction, so other workers drop what they derived from it.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from typing import Any
 
 import asyncpg
 
-from urbis.storage.base import StoredContext
+from urbis.storage.base import TOPIC_CONTEXTS, StoredContext
 from urbis.storage.postgres.db import Database
+from urbis.storage.postgres.notify import announce
 
 _SELECT = "SELECT id, url, kind, body, created_at, last_used_at, hits FROM jsonld_contexts "
-_REPLACED = "DELETE FROM jsonld_contexts WHERE id = $1 OR url = $2"
+_REPLACED = "DELETE FROM jsonld_contexts WHERE id = $1 OR url = $2 RETURNING url"
 _PUT = ("INSERT INTO jsonld_contexts (id, url, kind, body, created_at, last_used_at, hits) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7)")
 _BY_ID = _SELECT + "WHERE id = $1"
 _BY_URL = _SELECT + "WHERE url = $1"
 _ALL = _SELECT + "ORDER BY created_at, id"
 _OF_KIND = _SELECT + "WHERE kind = $1 ORDER BY created_at, id"
-_DELETE = "DELETE FROM jsonld_contexts WHERE id = $1"
+_DELETE = "DELETE FROM jsonld_contexts WHERE id = $1 RETURNING url"
+_USAGE = ("UPDATE jsonld_contexts SET hits = hits + $2, "
+          "last_used_at = GREATEST(last_used_at, $3) WHERE id = $1")
 
 
 class PostgresContextStore:
@@ -51,8 +55,10 @@ class PostgresContextStore:
 
         async def job(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
-                await conn.execute(_REPLACED, ctx.id, ctx.url)
+                replaced = await conn.fetch(_REPLACED, ctx.id, ctx.url)
                 await conn.execute(_PUT, *row)
+                for url in {ctx.url, *(r[0] for r in replaced)}:
+                    await announce(conn, TOPIC_CONTEXTS, url)
 
         await self.db.run(job)
 
@@ -76,8 +82,20 @@ class PostgresContextStore:
         """Delete; False when it did not exist."""
         if "\x00" in context_id:
             return False
-        status = await self.db.run(lambda conn: conn.execute(_DELETE, context_id))
-        return status != "DELETE 0"
+
+        async def job(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                url = await conn.fetchval(_DELETE, context_id)
+                if url is not None:
+                    await announce(conn, TOPIC_CONTEXTS, url)
+                return url is not None
+
+        return await self.db.run(job)
+
+    async def record_usage(self, context_id: str, hits: int, last_used_at: str) -> None:
+        """Add hits in one statement: workers counting the same context lose none."""
+        if "\x00" not in context_id:
+            await self.db.run(lambda conn: conn.execute(_USAGE, context_id, hits, last_used_at))
 
     async def _one(self, query: str, value: str) -> StoredContext | None:
         if "\x00" in value:

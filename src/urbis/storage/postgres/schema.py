@@ -22,6 +22,15 @@ the pure evaluator and SQLite compare text):
   and `geog`; btree on `pk` (rewrites and the cascade).
 - `jsonld_contexts (id, url, kind, body, ...)`: the ContextStore; `body` is the JSON text as
   given (`text`, so a hosted context is served back unchanged).
+- `subscriptions (pk, tenant, id, body jsonb, is_active, expires_key, time_interval, ...,
+  times_sent, times_failed, last_notification, last_success, last_failure, last_status)`:
+  the SubscriptionStore (migration 2). `body` is the expanded document of
+  `urbis.context.subscription`; the delivery counters are columns the notifier updates
+  without rewriting it. `expires_key` is expiresAt as sortable UTC text. Indexes:
+  `UNIQUE (tenant, id)`; `expires_key` of the active ones (the matcher loads those).
+- `subscription_types (pk, tenant, type)`, `subscription_attrs (pk, tenant, attr)`: which
+  entity types and watched attributes each subscription is about (NULL: any), btree on
+  `(tenant, type|attr)`, so the subscriptions a change may match are an index look-up.
 
 Functions: `urbis_datetime_key(text)` and `urbis_time_key(text)` give the sortable UTC forms of
 `urbis.context.query.q.datetime_key` and `time_key` (NULL when the text is not one);
@@ -155,9 +164,48 @@ END
 $fn$;
 """
 
+_SUBSCRIPTIONS = """
+CREATE TABLE subscriptions (
+    pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    body jsonb NOT NULL,
+    is_active boolean NOT NULL,
+    expires_key text COLLATE "C",
+    time_interval double precision,
+    created_at text COLLATE "C" NOT NULL,
+    modified_at text COLLATE "C" NOT NULL,
+    times_sent bigint NOT NULL DEFAULT 0,
+    times_failed bigint NOT NULL DEFAULT 0,
+    last_notification text,
+    last_success text,
+    last_failure text,
+    last_status text,
+    CONSTRAINT subscriptions_tenant_id UNIQUE (tenant, id)
+);
+CREATE INDEX subscriptions_active ON subscriptions (expires_key) WHERE is_active;
+CREATE TABLE subscription_types (
+    pk bigint NOT NULL REFERENCES subscriptions (pk) ON DELETE CASCADE,
+    tenant text COLLATE "C" NOT NULL,
+    type text COLLATE "C"
+);
+CREATE INDEX subscription_types_lookup ON subscription_types (tenant, type);
+CREATE INDEX subscription_types_pk ON subscription_types (pk);
+CREATE TABLE subscription_attrs (
+    pk bigint NOT NULL REFERENCES subscriptions (pk) ON DELETE CASCADE,
+    tenant text COLLATE "C" NOT NULL,
+    attr text COLLATE "C"
+);
+CREATE INDEX subscription_attrs_lookup ON subscription_attrs (tenant, attr);
+CREATE INDEX subscription_attrs_pk ON subscription_attrs (pk);
+"""
+
 # Each entry is one migration; its index + 1 is the schema version. Never edit a released
 # migration: append a new one.
-MIGRATIONS: list[str] = [_TABLES + _DATETIME_KEY + _TIME_KEY + _GEO_RELATION]
+MIGRATIONS: list[str] = [
+    _TABLES + _DATETIME_KEY + _TIME_KEY + _GEO_RELATION,
+    _SUBSCRIPTIONS,
+]
 
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS urbis_schema_version (
@@ -169,6 +217,13 @@ CREATE TABLE IF NOT EXISTS urbis_schema_version (
 
 class MigrationError(RuntimeError):
     """The schema could not be created or upgraded (e.g. PostGIS is not installable)."""
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    """The schema version of a database (0 before the first migration)."""
+    if not await conn.fetchval("SELECT to_regclass('urbis_schema_version') IS NOT NULL"):
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM urbis_schema_version"))
 
 
 async def migrate(conn: asyncpg.Connection) -> int:

@@ -21,7 +21,10 @@ from urbis.context.errors import BadRequestData, ServiceUnavailable
 from urbis.context.model import Entity, now_iso
 from urbis.storage.base import (
     CAP_GEO,
+    CAP_INVALIDATION,
     CAP_REGEX,
+    TOPIC_ALL,
+    TOPIC_TENANTS,
     AttributeInfo,
     EntityQuery,
     Mutation,
@@ -31,7 +34,9 @@ from urbis.storage.base import (
 )
 from urbis.storage.postgres import mutations
 from urbis.storage.postgres.db import Database
-from urbis.storage.postgres.querysql import COLUMNS, build_query
+from urbis.storage.postgres.notify import PgInvalidationChannel
+from urbis.storage.postgres.qsql import Params
+from urbis.storage.postgres.querysql import COLUMNS, build_query, build_where
 
 MAX_ATTEMPTS = 5
 # Failures after which running the whole batch again is safe and may succeed.
@@ -70,19 +75,33 @@ def row_to_entity(row: Sequence[Any]) -> Entity:
 class PostgresEntityStore:
     """EntityStore over PostgreSQL + PostGIS; tenants are a column of every entity row."""
 
-    capabilities = frozenset({CAP_GEO, CAP_REGEX})
+    capabilities = frozenset({CAP_GEO, CAP_REGEX, CAP_INVALIDATION})
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
         self.db = Database(dsn, min_size=min_size, max_size=max_size)
-        self._tenants: set[str] = set()  # known to exist (tenants are never removed)
+        self.invalidations = PgInvalidationChannel(dsn)
+        self.invalidations.subscribe(self._invalidate)
+        self._tenants: set[str] = set()  # known to exist
 
     async def open(self) -> None:
-        """Create or upgrade the schema and open the pool."""
+        """Create or upgrade the schema, open the pool and listen for invalidations."""
         await self.db.open()
+        try:
+            await self.invalidations.open()
+        except BaseException:
+            await self.db.close()
+            raise
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Stop listening and close the pool."""
+        await self.invalidations.close()
         await self.db.close()
+
+    def _invalidate(self, topic: str, key: str | None) -> None:
+        if topic == TOPIC_ALL or (topic == TOPIC_TENANTS and key is None):
+            self._tenants.clear()
+        elif topic == TOPIC_TENANTS:
+            self._tenants.discard(key or "")
 
     async def tenant_exists(self, tenant: str) -> bool:
         """A tenant exists from its first write (by any worker)."""
@@ -125,6 +144,22 @@ class PostgresEntityStore:
             return await self.db.run(job)
         except asyncpg.InvalidRegularExpressionError as exc:
             raise BadRequestData(f"Invalid regular expression for PostgreSQL: {exc}") from None
+
+    async def scan(self, tenant: str, query: EntityQuery, after: str | None = None
+                   ) -> list[Entity]:
+        """A page of matching entities after an id, in id order (the (tenant, id) index)."""
+        params = Params()
+        where = build_where(tenant, query, params)
+        if after is not None:
+            where += f" AND e.id > {params.name(after)}"
+        limit = params.add(query.limit, "bigint")
+        sql = (f"SELECT {COLUMNS} FROM entities e WHERE {where} "  # noqa: S608
+               f"ORDER BY e.id LIMIT {limit}")
+        try:
+            rows = await self.db.run(lambda conn: conn.fetch(sql, *params.values))
+        except asyncpg.InvalidRegularExpressionError as exc:
+            raise BadRequestData(f"Invalid regular expression for PostgreSQL: {exc}") from None
+        return [row_to_entity(r) for r in rows]
 
     async def mutate(self, tenant: str, mutations: Sequence[Mutation]) -> list[MutationOutcome]:
         """Apply read-modify-write mutations in one transaction, row-locked."""

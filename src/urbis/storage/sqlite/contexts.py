@@ -26,6 +26,8 @@ _BY_URL = _SELECT + "WHERE url = ?"
 _ALL = _SELECT + "ORDER BY created_at, id"
 _OF_KIND = _SELECT + "WHERE kind = ? ORDER BY created_at, id"
 _DELETE = "DELETE FROM jsonld_contexts WHERE id = ?"
+_USAGE = ("UPDATE jsonld_contexts SET hits = hits + ?, "
+          "last_used_at = max(coalesce(last_used_at, ''), ?) WHERE id = ?")
 
 
 class SqliteContextStore:
@@ -80,6 +82,10 @@ class SqliteContextStore:
         """Delete; False when it did not exist."""
         cursor = await self._run(lambda c: c.execute(_DELETE, (context_id,)))
         return bool(cursor.rowcount)
+
+    async def record_usage(self, context_id: str, hits: int, last_used_at: str) -> None:
+        """Add hits to a context's counter; nothing if it is gone."""
+        await self._run(lambda c: c.execute(_USAGE, (hits, last_used_at, context_id)))
 
     async def _one(self, query: str, value: str) -> StoredContext | None:
         row = await self._run(lambda c: c.execute(query, (value,)).fetchone())

@@ -52,6 +52,10 @@ class SqliteEntityStore:
         """A tenant exists from its first write."""
         return tenant in self._tenants
 
+    def note_tenant(self, tenant: str) -> None:
+        """Learn of a tenant created by another store on this file (a subscription's)."""
+        self._tenants.add(tenant)
+
     async def get(self, tenant: str, entity_id: str) -> Entity | None:
         """One entity by id (a primary-key look-up on the calling thread)."""
 
@@ -81,6 +85,20 @@ class SqliteEntityStore:
                 sql = f"SELECT count(*) FROM entities e WHERE {where}"  # noqa: S608
                 count = conn.execute(sql, params).fetchone()[0]
             return QueryResult(entities, count)
+
+        return await self.db.read(job)
+
+    async def scan(self, tenant: str, query: EntityQuery, after: str | None = None
+                   ) -> list[Entity]:
+        """A page of matching entities after an id, in id order (the (tenant, id) index)."""
+        where, params, _, _ = build_query(tenant, query)
+        if after is not None:
+            where += " AND e.id > ?"
+            params.append(after)
+        sql = f"SELECT {COLUMNS} FROM entities e WHERE {where} ORDER BY e.id LIMIT ?"  # noqa: S608
+
+        def job(conn: sqlite3.Connection) -> list[Entity]:
+            return [row_to_entity(r) for r in conn.execute(sql, [*params, query.limit])]
 
         return await self.db.read(job)
 
