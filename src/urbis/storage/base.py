@@ -83,6 +83,20 @@ class MutationOutcome:
     error: NgsiError | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class Applied:
+    """One entity change a batch wrote, as a journal sees it inside the write transaction.
+
+    `before` is the state the mutation started from and `after` the state it wrote (None:
+    absent before / deleted). Both are private copies nobody changes afterwards. A batch that
+    touches an entity twice yields two Applied, in order.
+    """
+
+    entity_id: str
+    before: Entity | None
+    after: Entity | None
+
+
 @dataclass(slots=True)
 class TypeInfo:
     """Discovery information on one entity type."""

@@ -12,7 +12,7 @@ when its lock finds the winner's row (a create then reports AlreadyExists).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import orjson
 
 from urbis.context.errors import BadRequestData, NgsiError
 from urbis.context.model import Entity
-from urbis.storage.base import Mutation, MutationOutcome
+from urbis.storage.base import Applied, Mutation, MutationOutcome
 from urbis.storage.postgres.geosql import geo_rows
 
 LOCK = ("SELECT pk, id, types, scopes, created_at, modified_at, attrs::text FROM entities "
@@ -82,6 +82,9 @@ SELECT i.pk, g.attr, g.geom::geometry, g.gc::geometry, g.geog::geography
 FROM inserted i, unnest($8::text[], $9::text[], $10::text[], $11::text[])
     AS g(attr, geom, gc, geog)
 """
+# Awaited inside a batch's transaction with its changes (history, notification outbox):
+# whatever it writes commits, or rolls back, with the entities.
+PgJournal = Callable[[asyncpg.Connection, str, list[Applied]], Awaitable[None]]
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
@@ -119,11 +122,13 @@ class Plan:
     """The mutations of one batch applied in memory; `statement` writes the result at once."""
 
     slots: dict[str, _Slot] = field(default_factory=dict)
+    journaled: bool = False  # collect `applied` for journals
+    applied: list[Applied] = field(default_factory=list)
 
     @classmethod
-    def from_rows(cls, rows: Sequence[asyncpg.Record]) -> Plan:
+    def from_rows(cls, rows: Sequence[asyncpg.Record], journaled: bool = False) -> Plan:
         """The locked rows (LOCK's columns)."""
-        plan = cls()
+        plan = cls(journaled=journaled)
         for pk, id_, types, scopes, created, modified, attrs in rows:
             snapshot = Snapshot(id_, list(types), list(scopes) if scopes else None, created,
                                 modified, attrs)
@@ -139,13 +144,18 @@ class Plan:
         entity = slot.current.entity() if slot.current is not None else None
         if entity is not None and slot.geo_before is None:
             slot.geo_before = _geo_fingerprint(entity)
+        prior = slot.current.entity() if self.journaled and slot.current is not None else None
         try:
             change = m.fn(entity)
             if change.entity is not None and not change.delete:
                 slot.current, slot.final = encode(change.entity), change.entity
                 slot.dirty = True
+                if self.journaled:
+                    self.applied.append(Applied(m.entity_id, prior, change.entity))
             elif change.delete:
                 slot.current, slot.final, slot.dirty = None, None, True
+                if prior is not None:
+                    self.applied.append(Applied(m.entity_id, prior, None))
         except NgsiError as err:
             return MutationOutcome(m.entity_id, error=err)
         return MutationOutcome(m.entity_id, change=change)
@@ -238,10 +248,15 @@ def encode(entity: Entity) -> Snapshot:
 
 
 async def apply(conn: asyncpg.Connection, tenant: str, mutations: Sequence[Mutation],
-                new_tenant: bool, now: str) -> tuple[list[MutationOutcome], bool]:
-    """Run one batch in the current transaction; (outcomes, whether anything was written)."""
+                new_tenant: bool, now: str, journals: Sequence[PgJournal] = ()
+                ) -> tuple[list[MutationOutcome], bool]:
+    """Run one batch in the current transaction; (outcomes, whether anything was written).
+
+    With journals, each is awaited once the batch is written, in the same transaction, with
+    what every mutation changed.
+    """
     ids = sorted({m.entity_id for m in mutations if "\x00" not in m.entity_id})
-    plan = Plan.from_rows(await conn.fetch(LOCK, tenant, ids))
+    plan = Plan.from_rows(await conn.fetch(LOCK, tenant, ids), journaled=bool(journals))
     outcomes = plan.run(mutations)
     wrote = plan.wrote
     if wrote:
@@ -249,4 +264,7 @@ async def apply(conn: asyncpg.Connection, tenant: str, mutations: Sequence[Mutat
         await conn.execute(sql, *args)
         if new_tenant:
             await conn.execute(ADD_TENANT, tenant, now)
+    if plan.applied:
+        for journal in journals:
+            await journal(conn, tenant, plan.applied)
     return outcomes, wrote

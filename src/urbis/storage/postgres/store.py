@@ -82,6 +82,11 @@ class PostgresEntityStore:
         self.invalidations = PgInvalidationChannel(dsn)
         self.invalidations.subscribe(self._invalidate)
         self._tenants: set[str] = set()  # known to exist
+        self.journals: list[mutations.PgJournal] = []
+
+    def add_journal(self, journal: mutations.PgJournal) -> None:
+        """Have `journal` see every mutate() batch's changes inside its transaction."""
+        self.journals.append(journal)
 
     async def open(self) -> None:
         """Create or upgrade the schema, open the pool and listen for invalidations."""
@@ -191,7 +196,8 @@ class PostgresEntityStore:
                    state: _Attempt) -> tuple[list[MutationOutcome], bool]:
         new_tenant = tenant not in self._tenants
         async with conn.transaction():
-            result = await mutations.apply(conn, tenant, batch, new_tenant, now_iso())
+            result = await mutations.apply(conn, tenant, batch, new_tenant, now_iso(),
+                                           self.journals)
             state.committing = True
         return result
 

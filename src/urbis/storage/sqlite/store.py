@@ -37,6 +37,11 @@ class SqliteEntityStore:
         self.db = Database(path, readers=readers, synchronous=synchronous,
                            setup=setup_connection)
         self._tenants: set[str] = set()
+        self.journals: list[writes.SqliteJournal] = []
+
+    def add_journal(self, journal: writes.SqliteJournal) -> None:
+        """Have `journal` see every mutate() batch's changes inside its transaction."""
+        self.journals.append(journal)
 
     async def open(self) -> None:
         """Create the schema and start the writer."""
@@ -104,7 +109,8 @@ class SqliteEntityStore:
 
     async def mutate(self, tenant: str, mutations: Sequence[Mutation]) -> list[MutationOutcome]:
         """Apply read-modify-write mutations in one transaction of the writer."""
-        outcomes = await self.db.write(lambda conn: writes.apply(conn, tenant, mutations))
+        outcomes = await self.db.write(
+            lambda conn: writes.apply(conn, tenant, mutations, self.journals))
         if any(o.change is not None for o in outcomes):
             self._tenants.add(tenant)
         return outcomes

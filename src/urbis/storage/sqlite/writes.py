@@ -9,19 +9,22 @@ ones before it left, and a failed mutation can reload a true copy from the datab
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from urbis.context.errors import NgsiError
 from urbis.context.model import Entity, now_iso
-from urbis.storage.base import Change, Mutation, MutationOutcome
+from urbis.storage.base import Applied, Change, Mutation, MutationOutcome
 from urbis.storage.sqlite import geosql
 
 COLUMNS = "e.pk, e.id, e.types, e.scopes, e.created_at, e.modified_at, e.attrs"
 CHUNK = 400
 Fingerprint = tuple[list[str], list[tuple[str, bytes]]]
+# Called inside the writer's transaction with the changes of one mutate() batch (history,
+# notification outbox): whatever it writes commits, or rolls back, with the entities.
+SqliteJournal = Callable[[sqlite3.Connection, str, list[Applied]], None]
 
 
 def row_to_entity(row: Sequence[Any]) -> Entity:
@@ -36,17 +39,23 @@ def row_to_entity(row: Sequence[Any]) -> Entity:
     )
 
 
-def load(conn: sqlite3.Connection, tenant: str, ids: list[str]
-         ) -> dict[str, tuple[int, Entity]]:
-    """Current rows of some entity ids: id -> (pk, entity)."""
-    found: dict[str, tuple[int, Entity]] = {}
+def load_rows(conn: sqlite3.Connection, tenant: str, ids: list[str]
+              ) -> dict[str, Sequence[Any]]:
+    """Current rows (in COLUMNS order) of some entity ids: id -> row."""
+    found: dict[str, Sequence[Any]] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         marks = ",".join("?" * len(chunk))
         sql = f"SELECT {COLUMNS} FROM entities e WHERE e.tenant = ? AND e.id IN ({marks})"  # noqa: S608
         for row in conn.execute(sql, [tenant, *chunk]):
-            found[row[1]] = (row[0], row_to_entity(row))
+            found[row[1]] = row
     return found
+
+
+def load(conn: sqlite3.Connection, tenant: str, ids: list[str]
+         ) -> dict[str, tuple[int, Entity]]:
+    """Current rows of some entity ids: id -> (pk, entity)."""
+    return {i: (row[0], row_to_entity(row)) for i, row in load_rows(conn, tenant, ids).items()}
 
 
 def fingerprint(entity: Entity) -> Fingerprint:
@@ -149,18 +158,32 @@ def _values(entity: Entity) -> tuple[Any, ...]:
     )
 
 
-def apply(conn: sqlite3.Connection, tenant: str, mutations: Sequence[Mutation]
-          ) -> list[MutationOutcome]:
-    """Run each mutation against the current state and write the results."""
-    current = load(conn, tenant, list(dict.fromkeys(m.entity_id for m in mutations)))
+def apply(conn: sqlite3.Connection, tenant: str, mutations: Sequence[Mutation],
+          journals: Sequence[SqliteJournal] = ()) -> list[MutationOutcome]:
+    """Run each mutation against the current state and write the results.
+
+    With journals, each is called once the batch is written, in the same transaction, with
+    what every mutation changed (an Applied each, holding private before/after copies).
+    """
+    rows = load_rows(conn, tenant, list(dict.fromkeys(m.entity_id for m in mutations)))
+    current = {i: (row[0], row_to_entity(row)) for i, row in rows.items()}
     batch = WriteBatch(conn, tenant)
     outcomes: list[MutationOutcome] = []
+    applied: list[Applied] = []
+    touched: set[str] = set()
     wrote = False
     for m in mutations:
         if m.entity_id in batch.pending:
             batch.flush()
+        if journals and m.entity_id in touched:  # the copy in `current` is a journal's `after`
+            fresh = load_rows(conn, tenant, [m.entity_id])
+            rows.pop(m.entity_id, None)
+            current.pop(m.entity_id, None)
+            rows.update(fresh)
+            current.update((i, (row[0], row_to_entity(row))) for i, row in fresh.items())
         pk, entity = current.get(m.entity_id, (None, None))
         before = fingerprint(entity) if entity is not None else None
+        prior = row_to_entity(rows[m.entity_id]) if journals and entity is not None else None
         try:
             change = m.fn(entity)
         except NgsiError as err:
@@ -169,11 +192,19 @@ def apply(conn: sqlite3.Connection, tenant: str, mutations: Sequence[Mutation]
             outcomes.append(MutationOutcome(m.entity_id, error=err))
             continue
         outcomes.append(MutationOutcome(m.entity_id, change=change))
-        wrote = _record(batch, current, m.entity_id, pk, before, change) or wrote
+        if _record(batch, current, m.entity_id, pk, before, change):
+            wrote = True
+            touched.add(m.entity_id)
+            after = None if change.delete else change.entity
+            if journals and (prior is not None or after is not None):
+                applied.append(Applied(m.entity_id, prior, after))
     batch.flush()
     if wrote:
         conn.execute("INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
                      (tenant, now_iso()))
+    if applied:
+        for journal in journals:
+            journal(conn, tenant, applied)
     return outcomes
 
 
