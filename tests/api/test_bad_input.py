@@ -99,3 +99,23 @@ def test_malformed_bodies(client: TestClient) -> None:
     for raw in (b"", b"{", b"[1,", b"\xff\xfe", b"nul", b'{"id": "urn:x:1", "type": "T",}'):
         r = client.post(E, content=raw, headers={"content-type": "application/json"})
         assert_clean(r, {400})
+
+
+@pytest.mark.parametrize("geo_attr", ["location", "observationSpace", "operationSpace"])
+@pytest.mark.parametrize("value", [
+    {"type": "Property", "value": 5},  # the plain-Property fast path
+    {"type": "Property", "value": "here", "observedAt": "2026-01-01T00:00:00Z"},
+    5, "somewhere", [1, 2],  # concise bare values
+    {"type": "Relationship", "object": "urn:x:1"},
+])
+def test_core_geo_attributes_must_be_geoproperties(client: TestClient, geo_attr: str,
+                                                   value: Any) -> None:
+    body = {"id": "urn:ngsi-ld:T:geo-check", "type": "T", geo_attr: value}
+    r = client.post(E, json=body)
+    assert_clean(r, {400})
+    assert r.json()["detail"].endswith("must be a GeoProperty")
+    assert client.get(f"{E}/urn:ngsi-ld:T:geo-check").status_code == 404
+    client.post(E, json={"id": "urn:ngsi-ld:T:geo-ok", "type": "T"})
+    assert client.get(f"{E}/urn:ngsi-ld:T:geo-ok").status_code == 200
+    patch = client.patch(f"{E}/urn:ngsi-ld:T:geo-ok/attrs", json={geo_attr: value})
+    assert_clean(patch, {400})

@@ -129,7 +129,7 @@ def parse_attributes(body: dict[str, Any], tm: TermMap, *, allow_null: bool = Fa
         if key in _NOT_ATTRIBUTES:
             continue
         iri = tm.expand(key if key in _GOOD_NAMES else _remember(check_name(key)))
-        simple = _simple_property(value)
+        simple = _simple_property(value) if iri not in GEO_CORE_ATTRS else None
         attrs[iri] = [simple] if simple is not None else parse_attribute(
             iri, value, tm, allow_null=allow_null)
     return attrs
@@ -225,6 +225,8 @@ def parse_instance(iri: str, value: Any, tm: TermMap, depth: int = 0, *,
     else:
         inferred = infer_type(iri, value)
         if inferred is None:
+            if iri in GEO_CORE_ATTRS:
+                raise BadRequestData(f"{iri} must be a GeoProperty")
             return {"type": PROPERTY, "value": _check_value(iri, value)}
         attr_type = inferred
         if attr_type == GEO_PROPERTY and _is_geometry(value):
