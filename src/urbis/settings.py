@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 
@@ -30,6 +31,15 @@ class Settings:
                                  "used in hosted @context URLs and Link headers.")
     log_level: str = _setting("info", "Log level.",
                               choices=("debug", "info", "warning", "error"))
+    log_format: str = _setting("json", "Log lines as JSON objects (json) or readable text (text).",
+                               choices=("json", "text"))
+    config: str = _setting("", "A TOML file of settings (names as in this table), read before "
+                               "the environment and the command line.")
+    cors_origins: str = _setting("", "Origins allowed to call the API from a browser (CORS), "
+                                     "comma-separated, or * for any; empty: none.")
+    tls_certfile: str = _setting("", "PEM certificate (chain) file: serve HTTPS (with "
+                                     "tls_keyfile).")
+    tls_keyfile: str = _setting("", "PEM private key file of tls_certfile.", secret=True)
     default_limit: int = _setting(20, "Entities per page when a query gives no limit.")
     max_limit: int = _setting(1000, "Largest page a query may ask for (else TooManyResults).")
     context_fetch_timeout: float = _setting(5.0, "Seconds to wait for a remote JSON-LD @context.")
@@ -49,7 +59,8 @@ class Settings:
     @property
     def public_url(self) -> str:
         """The base URL clients reach this broker at."""
-        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls_certfile else "http"
+        return (self.base_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
     def validate(self) -> Settings:
         """Check every value; raise SettingsError with a clear message."""
@@ -73,6 +84,12 @@ class Settings:
         if self.context_fetch_timeout <= 0:
             raise SettingsError("context_fetch_timeout must be positive")
         self._validate_processes()
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise SettingsError("tls_certfile and tls_keyfile go together")
+        for name in ("tls_certfile", "tls_keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{name}: no such file {path!r}")
         return self
 
     def _validate_processes(self) -> None:
@@ -90,15 +107,54 @@ def env_name(name: str) -> str:
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from defaults, then the environment, then explicit overrides; validated."""
+    """Settings from defaults, then a config file, the environment, explicit overrides."""
+    return replace(Settings(), **{k: v for k, (v, _) in sources(env, **overrides).items()}
+                   ).validate()
+
+
+def sources(env: Mapping[str, str] | None = None, **overrides: Any
+            ) -> dict[str, tuple[Any, str]]:
+    """Each setting given somewhere: name -> (value, where: file path, variable or flag)."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    given: dict[str, tuple[Any, str]] = {}
+    config = overrides.get("config") or env.get(env_name("config"))
+    if config:
+        given.update(_from_file(str(config)))
+        given["config"] = (str(config), "flag" if overrides.get("config") else env_name("config"))
     for f in fields(Settings):
         raw = env.get(env_name(f.name))
         if raw is not None:
-            values[f.name] = _convert(f.name, f.type, raw)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return replace(Settings(), **values).validate()
+            given[f.name] = (_convert(f.name, f.type, raw), env_name(f.name))
+    given.update({k: (v, "flag") for k, v in overrides.items() if v is not None})
+    return given
+
+
+def _from_file(path: str) -> dict[str, tuple[Any, str]]:
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
+    known = {f.name: f for f in fields(Settings)}
+    given: dict[str, tuple[Any, str]] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in known or name == "config":
+            raise SettingsError(f"config file {path}: unknown setting {key!r}")
+        given[name] = (_from_toml(name, known[name].type, value, path), path)
+    return given
+
+
+def _from_toml(name: str, type_name: Any, value: Any, path: str) -> Any:
+    kinds: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float),
+                                          "bool": (bool,), "str": (str,)}
+    wanted = kinds[str(type_name)]
+    if (isinstance(value, bool) and str(type_name) != "bool") or not isinstance(value, wanted):
+        raise SettingsError(f"config file {path}: {name} must be a {type_name}, "
+                            f"got {value!r}")
+    return float(cast(float, value)) if str(type_name) == "float" else value
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -121,6 +177,26 @@ def _bool(raw: str) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """Every effective value, secrets masked (for `urbis config show` and logs)."""
+    out: dict[str, Any] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.metadata["secret"] and value:
+            value = "***"
+        elif isinstance(value, str):
+            value = _mask_url_password(value)
+        out[f.name] = value
+    return out
+
+
+def _mask_url_password(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme and parsed.password:
+        return value.replace(f":{parsed.password}@", ":***@", 1)
+    return value
 
 
 def describe() -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -25,14 +26,32 @@ from urbis.context.errors import (
     OperationNotSupported,
     ResourceNotFound,
 )
+from urbis.observability.metrics import HttpMetrics, render
+from urbis.observability.requests import RequestSupport
 from urbis.settings import Settings
 
 log = logging.getLogger("urbis.api")
+# Response headers a browser client may read (pagination, counts, @context, tracing).
+EXPOSED_HEADERS = ["Link", "Location", "NGSILD-Results-Count", "NGSILD-Tenant",
+                   "Content-Range", "X-Request-Id"]
 
 
 async def health(request: Request) -> Response:
     """Liveness: the process answers."""
     return json_response({"status": "ok", "version": __version__})
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: every store answers (503 with the failing ones otherwise)."""
+    ok, report = await request.app.state.broker.support.ready()
+    return json_response({"status": "ready" if ok else "unavailable", "checks": report},
+                         status=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process (all workers in multiprocess mode)."""
+    body, content_type = render([await request.app.state.broker.support.gauges()])
+    return Response(body, media_type=content_type)
 
 
 async def on_ngsi_error(request: Request, exc: Exception) -> Response:
@@ -79,7 +98,8 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
     ngsild = [*entities.routes, *batch.routes, *discovery.routes, *contexts.routes,
               *subscriptions.routes]
     app = Starlette(
-        routes=[Route("/health", health), Mount("/ngsi-ld/v1", routes=ngsild)],
+        routes=[Route("/health", health), Route("/ready", ready), Route("/metrics", metrics),
+                Mount("/ngsi-ld/v1", routes=ngsild)],
         lifespan=lifespan,
         exception_handlers={
             NgsiError: on_ngsi_error,
@@ -88,6 +108,12 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
         },
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
+    app.add_middleware(HttpMetrics)
+    app.add_middleware(RequestSupport)  # outermost: every answer has its id and headers
     app.state.settings = settings
     if broker is not None:
         app.state.broker = broker

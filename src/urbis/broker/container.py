@@ -9,6 +9,8 @@ from urbis.broker.contexts import ContextService
 from urbis.broker.entities import EntityService
 from urbis.broker.queries import Paging
 from urbis.broker.subscriptions import SubscriptionService
+from urbis.broker.support import SupportService
+from urbis.observability.timing import TimedEntityStore
 from urbis.settings import Settings
 from urbis.storage.registry import Stores, open_stores
 
@@ -23,6 +25,7 @@ class Broker:
     contexts: ContextService
     paging: Paging
     subscriptions: SubscriptionService
+    support: SupportService
 
     async def close(self) -> None:
         """Flush context usage and release the stores."""
@@ -44,7 +47,8 @@ async def build_broker(settings: Settings) -> Broker:
     )
     if stores.invalidations is not None:  # other workers may change what is cached here
         stores.invalidations.subscribe(contexts.invalidate)
-    entities = EntityService(stores.entities)
+    entities = EntityService(TimedEntityStore(stores.entities))
     paging = Paging(settings.default_limit, settings.max_limit)
     subscriptions = SubscriptionService(stores.subscriptions, contexts, paging)
-    return Broker(stores, entities, BatchService(entities), contexts, paging, subscriptions)
+    return Broker(stores, entities, BatchService(entities), contexts, paging, subscriptions,
+                  SupportService(stores))

@@ -6,13 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from urbis.cli import db, transfer
-from urbis.settings import SettingsError, load_settings
+from urbis.cli import config, db, transfer
+from urbis.settings import SettingsError, load_settings, sources
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of every sub-command."""
     parser = argparse.ArgumentParser(prog="urbis", description="urbis city data platform")
+    parser.add_argument("--config", help="TOML file of settings (URBIS_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the NGSI-LD broker")
     serve.add_argument("--host", help="listen address (URBIS_HOST, default 127.0.0.1)")
@@ -23,22 +24,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="load sample Smart Data Models entities at start")
     serve.add_argument("--workers", type=int, help="worker processes (URBIS_WORKERS, default "
                                                    "1; more need a postgresql:// store)")
+    serve.add_argument("--certfile", help="serve HTTPS with this PEM certificate "
+                                          "(URBIS_TLS_CERTFILE)")
+    serve.add_argument("--keyfile", help="private key of --certfile (URBIS_TLS_KEYFILE)")
     db.add_parsers(sub)
     transfer.add_parsers(sub)
+    config.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
-    try:
-        # Only `serve` has --host and --port; every command has --store.
-        settings = load_settings(host=getattr(args, "host", None),
-                                 port=getattr(args, "port", None), store=args.store,
-                                 workers=getattr(args, "workers", None))
+    flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None),
+             "store": getattr(args, "store", None), "workers": getattr(args, "workers", None),
+             "tls_certfile": getattr(args, "certfile", None),
+             "tls_keyfile": getattr(args, "keyfile", None), "config": args.config}
+    try:  # only `serve` has --host, --port...; most commands have --store
+        settings = load_settings(**flags)
     except SettingsError as err:
         print(f"urbis: bad configuration: {err}", file=sys.stderr)
         return 2
+    if args.command == "config":
+        return config.main(settings, args, sources(**flags))
     if args.command == "serve":
         from urbis.cli.serve import serve
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 from urllib.parse import urlparse
 
 import uvicorn
@@ -14,6 +15,8 @@ from starlette.applications import Starlette
 from urbis.api.app import create_app
 from urbis.broker.container import build_broker
 from urbis.broker.samples import load_samples
+from urbis.observability import logs
+from urbis.observability.metrics import MULTIPROC_ENV
 from urbis.settings import Settings, load_settings, settings_env
 
 # Workers are fresh interpreters: uvicorn imports the app by name in each of them.
@@ -30,7 +33,9 @@ def serve(settings: Settings, demo: bool = False) -> int:
     app = create_app(settings, demo=demo)
     announce(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, loop="auto", http="auto", lifespan="on")
+                access_log=False, loop="auto", http="auto", lifespan="on", log_config=None,
+                ssl_certfile=settings.tls_certfile or None,
+                ssl_keyfile=settings.tls_keyfile or None)
     return 0
 
 
@@ -49,9 +54,14 @@ def serve_workers(settings: Settings, demo: bool) -> int:
         return STARTUP_FAILURE
     os.environ.update(settings_env(settings))  # what each worker's load_settings() reads
     announce(settings)
-    uvicorn.run(WORKER_APP, factory=True, workers=settings.workers, host=settings.host,
-                port=settings.port, log_level=settings.log_level, access_log=False,
-                loop="auto", http="auto", lifespan="on")
+    with tempfile.TemporaryDirectory(prefix="urbis-metrics-") as metrics_dir:
+        # every worker writes its metrics there; a scrape of any worker answers for all
+        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+        uvicorn.run(WORKER_APP, factory=True, workers=settings.workers, host=settings.host,
+                    port=settings.port, log_level=settings.log_level, access_log=False,
+                    loop="auto", http="auto", lifespan="on", log_config=None,
+                    ssl_certfile=settings.tls_certfile or None,
+                    ssl_keyfile=settings.tls_keyfile or None)
     return 0
 
 
@@ -63,9 +73,10 @@ def worker_app() -> Starlette:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Log lines to standard error at the configured level."""
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
+    """Log lines (JSON or text) to standard error at the configured level."""
+    logs.configure(settings.log_level, settings.log_format)
+
+
 
 
 def announce(settings: Settings) -> None:

@@ -183,6 +183,9 @@ class EntityStore(Protocol):
     async def attributes(self, tenant: str) -> list[AttributeInfo]:
         """Every attribute name with the types that have it."""
 
+    async def tenant_counts(self) -> dict[str, int]:
+        """Entities per tenant (for monitoring)."""
+
 
 @runtime_checkable
 class ContextStore(Protocol):

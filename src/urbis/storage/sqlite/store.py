@@ -160,3 +160,12 @@ class SqliteEntityStore:
             return list(infos.values())
 
         return await self.db.read(job)
+
+    async def tenant_counts(self) -> dict[str, int]:
+        """Entities per tenant (the (tenant, id) index)."""
+
+        def job(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT tenant, count(*) FROM entities GROUP BY tenant")
+            return {tenant: count for tenant, count in rows}
+
+        return await self.db.read(job)

@@ -1,0 +1,1 @@
+"""Support layer: metrics, structured logs and request ids."""
