@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test lint bench clean
+.PHONY: install demo serve test lint bench bench-temporal bench-notify bench-auth clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Auth is on: the first start prints an admin API key. Open data a city would publish is
+# readable without one (URBIS_PUBLIC_TYPES); everything else needs the key.
+DEMO_PUBLIC_TYPES ?= OffStreetParking,OnStreetParking,ParkingSpot,AirQualityObserved,WeatherObserved,NoiseLevelObserved,Streetlight,WasteContainer,BikeHireDockingStation,EVChargingStation,PublicTransportStop,PointOfInterest
+
 demo: install
-	$(BIN)/urbis serve --demo
+	URBIS_PUBLIC_TYPES="$${URBIS_PUBLIC_TYPES-$(DEMO_PUBLIC_TYPES)}" $(BIN)/urbis serve --demo
 
 test: install
 	$(MAKE) --no-print-directory lint
@@ -28,6 +32,15 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+bench-auth: install
+	$(BIN)/python -m bench.auth_cost
+
+bench-temporal: install
+	$(BIN)/python -m bench.temporal
+
+bench-notify: install
+	$(BIN)/python -m bench.notify
 
 clean:
 	rm -rf $(VENV) urbis-data .pytest_cache .mypy_cache .ruff_cache

@@ -22,17 +22,18 @@ def find_py_spy() -> str | None:
 RATE = 250  # samples per second
 
 
-def start(py_spy: str, pid: int, seconds: float, out: Path, rate: int = RATE
-          ) -> subprocess.Popen[bytes]:
+def start(py_spy: str, pid: int, seconds: float, out: Path, rate: int = RATE,
+          subprocesses: bool = False) -> subprocess.Popen[bytes]:
     """Start `py-spy record` (collapsed stacks) on `pid` for `seconds`.
 
     Only samples of the thread holding the GIL are kept (`--gil`): with one worker, the GIL is
     the core that Python work shares, so these are the samples that cost throughput (waits on
-    fsync or the network are left out).
+    fsync or the network are left out). With `subprocesses` (several workers) the samples of
+    every worker process are kept, together.
     """
     cmd = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
            "--rate", str(rate), "--format", "raw", "--gil", "--nonblocking",
-           "--output", str(out)]
+           "--output", str(out), *(["--subprocesses"] if subprocesses else [])]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -1,4 +1,4 @@
-"""A real `urbis serve` process on loopback, on a fresh SQLite store, always stopped at the end."""
+"""A real `urbis serve` process on loopback, on a fresh store, always stopped at the end."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlparse
 
 HOST = "127.0.0.1"
 
@@ -41,12 +42,18 @@ class Server:
     """`urbis serve` as a subprocess in its own process group; use as a context manager."""
 
     def __init__(self, workdir: Path, *, synchronous: str = "full", port: int | None = None,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, store: str | None = None, workers: int = 1,
+                 env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.synchronous = synchronous
         self.port = port or free_port()
         self.start_timeout = start_timeout
-        self.store = f"sqlite:///{workdir / 'urbis.db'}"
+        self.store = store or f"sqlite:///{workdir / 'urbis.db'}"
+        self.workers = workers
+        self.env = env or {}
+        # The PostgreSQL database (its backends' CPU is measured apart), None on SQLite.
+        self.database = (urlparse(self.store).path.lstrip("/") or None
+                         if self.store.startswith("postgres") else None)
         self.log_path = workdir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -63,13 +70,14 @@ class Server:
 
     def command(self) -> list[str]:
         """The exact command line that starts the server."""
+        workers = ["--workers", str(self.workers)] if self.workers > 1 else []
         return [sys.executable, "-m", "urbis.cli.main", "serve", "--host", HOST,
-                "--port", str(self.port), "--store", self.store]
+                "--port", str(self.port), "--store", self.store, *workers]
 
     def start(self) -> None:
         """Start the process and wait until /health answers 200."""
         env = {**os.environ, "URBIS_SQLITE_SYNCHRONOUS": self.synchronous,
-               "URBIS_LOG_LEVEL": "warning"}
+               "URBIS_LOG_LEVEL": "warning", "URBIS_AUTH": "false", **self.env}
         log = self.log_path.open("wb")
         try:
             self.proc = subprocess.Popen(self.command(), env=env, stdin=subprocess.DEVNULL,

@@ -20,6 +20,10 @@ from urbis.settings import Settings, load_settings
 from urbis.storage.base import EntityStore
 from urbis.storage.registry import open_stores
 
+# Most tests exercise the broker, not access control: servers they start and settings read
+# from the environment run without authentication. Security tests turn it on explicitly.
+os.environ.setdefault("URBIS_AUTH", "false")
+
 BACKENDS = ["sqlite"]
 if os.environ.get("URBIS_TEST_DATABASE_URL"):
     BACKENDS.append("postgresql")
@@ -58,7 +62,12 @@ async def _empty(url: str) -> None:
     try:
         await migrate(conn)
         await conn.execute("TRUNCATE entities, geo, tenants, jsonld_contexts, subscriptions, "
-                           "subscription_types, subscription_attrs RESTART IDENTITY")
+                           "subscription_types, subscription_attrs, notify_changes, "
+                           "notify_retries, temporal_entities, temporal_series, "
+                           "temporal_instances, temporal_rollups, api_keys, audit_log "
+                           "RESTART IDENTITY")
+        await conn.execute("UPDATE audit_chain SET anchor_pos = 0, anchor_hash = '', "
+                           "anchor_at = NULL, head_pos = 0, head_hash = ''")
     finally:
         await conn.close()
 
@@ -94,7 +103,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings on a fresh store of the backend."""
     return load_settings(env={}, store=store_url(backend, tmp_path, request),
-                         sqlite_synchronous="normal")
+                         sqlite_synchronous="normal", auth=False)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ local headers = {["Content-Type"] = "application/json"}
 function init(args)
   local opts = bench.init(args)
   count = tonumber(opts.entities or "1")
+  if opts.auth then headers["Authorization"] = opts.auth end
 end
 
 function request()

@@ -40,6 +40,33 @@ class Settings:
     tls_certfile: str = _setting("", "PEM certificate (chain) file: serve HTTPS (with "
                                      "tls_keyfile).")
     tls_keyfile: str = _setting("", "PEM private key file of tls_certfile.", secret=True)
+    auth: bool = _setting(True, "Require credentials (API keys, OIDC tokens); `urbis serve "
+                                "--no-auth` turns it off for development.")
+    admin_key: str = _setting("", "An admin API key to register at start (else the first "
+                                  "start creates one and prints it once).", secret=True)
+    oidc_issuer: str = _setting("", "OIDC issuer whose bearer tokens are accepted (its `iss`).")
+    oidc_audience: str = _setting("urbis", "The `aud` tokens must carry.")
+    oidc_jwks_url: str = _setting("", "JWKS URL of the issuer's signing keys (default: from "
+                                      "its discovery document).")
+    oidc_algorithms: str = _setting("RS256,ES256", "Token signature algorithms accepted.")
+    oidc_leeway: float = _setting(30.0, "Clock skew allowed on exp / nbf / iat, in seconds.")
+    oidc_roles_claim: str = _setting("roles", "Claim (dotted path, e.g. realm_access.roles) "
+                                              "holding the caller's roles.")
+    oidc_tenants_claim: str = _setting("tenants", "Claim holding the tenants a caller may "
+                                                  "use (absent: the default tenant; *: all).")
+    oidc_role_map: str = _setting("", "Identity-provider roles to urbis roles, e.g. "
+                                      "city-admins=admin,traffic=analyst.")
+    public_types: str = _setting("", "Entity types anonymous callers may read (short names "
+                                     "or IRIs, comma-separated).")
+    sensitive_attributes: str = _setting("", "Attributes (short names or IRIs, "
+                                             "comma-separated) only sensitive_roles see; "
+                                             "their reads are audited.")
+    sensitive_roles: str = _setting("admin,operator", "Roles that see sensitive_attributes.")
+    rate_limit: float = _setting(0.0, "Requests per second allowed per principal (0: no "
+                                      "limit); over it: 429 with Retry-After.")
+    metrics_public: bool = _setting(False, "Serve /metrics without credentials (a scraper on a "
+                                           "trusted network); else operator or admin only.")
+    rate_burst: int = _setting(100, "Requests a principal may send at once above rate_limit.")
     default_limit: int = _setting(20, "Entities per page when a query gives no limit.")
     max_limit: int = _setting(1000, "Largest page a query may ask for (else TooManyResults).")
     context_fetch_timeout: float = _setting(5.0, "Seconds to wait for a remote JSON-LD @context.")
@@ -55,6 +82,40 @@ class Settings:
     pg_pool_min: int = _setting(2, "PostgreSQL connections each worker keeps open.")
     pg_pool_max: int = _setting(10, "Most PostgreSQL connections each worker opens at once "
                                     "(plus one for cache invalidations).")
+    notify_timeout: float = _setting(10.0, "Seconds to wait for a notification endpoint to "
+                                           "answer (an endpoint's own `timeout` wins).")
+    notify_max_attempts: int = _setting(
+        8, "Attempts of a notification before it is given up and its subscription shows "
+           "status failed.")
+    notify_retry_first: float = _setting(1.0, "Seconds before the first retry of a failed "
+                                              "notification; doubled at each attempt.")
+    notify_retry_max: float = _setting(300.0, "Longest wait between two attempts, in seconds.")
+    notify_endpoint_concurrency: int = _setting(
+        32, "Notifications sent at once to one endpoint (scheme, host, port); more wait in "
+           "the outbox.")
+    notify_batch: int = _setting(256, "Outbox rows a notifier claims at once.")
+    notify_poll_interval: float = _setting(
+        0.5, "Seconds between looks at the outbox when nothing woke the notifier (changes "
+             "of other workers, retries due).")
+    notify_lease: float = _setting(
+        60.0, "Seconds an outbox row stays claimed by a worker; one that dies has its rows "
+              "taken over after this.")
+    history: bool = _setting(True, "Record every entity change as attribute instances (the "
+                                   "temporal API); off records nothing.")
+    history_retention: str = _setting(
+        "P30D", "How long attribute instances are kept (by observedAt): an ISO 8601 duration, "
+                "or per entity type as Type=P7D,*=P365D (* is every other type; a month "
+                "counts 30 days).")
+    history_purge_interval: float = _setting(3600.0, "Seconds between two purges of instances "
+                                                     "older than history_retention.")
+    temporal_instance_limit: int = _setting(
+        1000, "Most instances per attribute in one temporal response; more are paginated "
+              "(206 with Content-Range).")
+    audit: bool = _setting(True, "Record every change (and every refusal) in the audit log, "
+                                 "one record per write batch; off records nothing new.")
+    audit_retention: str = _setting("P365D", "How long audit records are kept: an ISO 8601 "
+                                              "duration (a month counts 30 days); empty: "
+                                              "for ever.")
 
     @property
     def public_url(self) -> str:
@@ -84,6 +145,10 @@ class Settings:
         if self.context_fetch_timeout <= 0:
             raise SettingsError("context_fetch_timeout must be positive")
         self._validate_processes()
+        self._validate_history()
+        self._validate_audit()
+        self._validate_notify()
+        self._validate_auth()
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise SettingsError("tls_certfile and tls_keyfile go together")
         for name in ("tls_certfile", "tls_keyfile"):
@@ -92,6 +157,52 @@ class Settings:
                 raise SettingsError(f"{name}: no such file {path!r}")
         return self
 
+    def _validate_notify(self) -> None:
+        if self.notify_max_attempts < 1 or self.notify_endpoint_concurrency < 1 or \
+                self.notify_batch < 1:
+            raise SettingsError("notify_max_attempts, notify_endpoint_concurrency and "
+                                "notify_batch must be at least 1")
+        for name in ("notify_timeout", "notify_retry_first", "notify_retry_max",
+                     "notify_poll_interval", "notify_lease"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+        if self.notify_lease <= self.notify_timeout:
+            raise SettingsError("notify_lease must be longer than notify_timeout")
+
+    def _validate_history(self) -> None:
+        from urbis.context.errors import NgsiError
+        from urbis.context.temporal import parse_retention
+
+        try:
+            parse_retention(self.history_retention)
+        except NgsiError as exc:
+            raise SettingsError(f"history_retention: {exc}") from None
+        if self.history_purge_interval <= 0 or self.temporal_instance_limit < 1:
+            raise SettingsError("history_purge_interval must be positive and "
+                                "temporal_instance_limit at least 1")
+
+    def _validate_audit(self) -> None:
+        from urbis.context.errors import NgsiError
+        from urbis.context.temporal import parse_duration
+
+        if self.audit_retention.strip():
+            try:
+                parse_duration(self.audit_retention.strip(), "audit_retention")
+            except NgsiError as exc:
+                raise SettingsError(str(exc)) from None
+
+    def _validate_auth(self) -> None:
+        if self.oidc_issuer and not urlparse(self.oidc_issuer).scheme.startswith("http"):
+            raise SettingsError(f"oidc_issuer must be an http(s) URL, got {self.oidc_issuer!r}")
+        bad = [a for a in self.oidc_algorithms.split(",") if a.strip() not in _ALGORITHMS]
+        if bad:
+            raise SettingsError(f"oidc_algorithms: {bad} not among {', '.join(_ALGORITHMS)}")
+        for pair in filter(None, (p.strip() for p in self.oidc_role_map.split(","))):
+            if "=" not in pair:
+                raise SettingsError(f"oidc_role_map: {pair!r} is not IDP_ROLE=ROLE")
+        if self.rate_limit < 0 or self.rate_burst < 1:
+            raise SettingsError("rate_limit must be >= 0 and rate_burst >= 1")
+
     def _validate_processes(self) -> None:
         if self.workers < 1:
             raise SettingsError("workers must be at least 1")
@@ -99,6 +210,9 @@ class Settings:
             raise SettingsError("pg_pool_max must be at least 1 and pg_pool_min at least 0")
         if self.pg_pool_min > self.pg_pool_max:
             raise SettingsError("pg_pool_min must not exceed pg_pool_max")
+
+
+_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA")
 
 
 def env_name(name: str) -> str:

@@ -37,7 +37,7 @@ attributes = st.dictionaries(attr_keys, json_values | attr_types, max_size=4) | 
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """A client on a real app and store, shared by the examples."""
     path: Path = tmp_path_factory.mktemp("bad") / "urbis.db"
-    app = create_app(load_settings(env={}, store=f"sqlite:///{path}",
+    app = create_app(load_settings(env={}, store=f"sqlite:///{path}", auth=False,
                                    sqlite_synchronous="normal"))
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.post(E, json={"id": "urn:ngsi-ld:T:keep", "type": "T",

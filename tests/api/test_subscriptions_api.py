@@ -75,7 +75,7 @@ def problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
 
 async def user_context(broker: Broker) -> str:
     """The URL of a hosted @context defining USER_CONTEXT."""
-    return (await broker.contexts.add_hosted({"@context": USER_CONTEXT})).url
+    return (await broker.contexts.add_hosted(Actor(), {"@context": USER_CONTEXT})).url
 
 
 async def count(client: httpx.AsyncClient, **headers: str) -> int:

@@ -47,7 +47,7 @@ def valid() -> dict[str, Any]:
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """A client on a real app and store, shared by the examples, with one subscription."""
     path: Path = tmp_path_factory.mktemp("subs") / "urbis.db"
-    app = create_app(load_settings(env={}, store=f"sqlite:///{path}",
+    app = create_app(load_settings(env={}, store=f"sqlite:///{path}", auth=False,
                                    sqlite_synchronous="normal"))
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.post(S, json={**valid(), "id": "urn:ngsi-ld:Subscription:keep",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from urbis.broker.contexts import ContextService
+from urbis.context.actor import Actor
 from urbis.context.errors import (
     BadRequestData,
     InvalidRequest,
@@ -27,6 +28,8 @@ from urbis.storage.base import ContextStore, StoredContext
 from urbis.storage.sqlite.contexts import SqliteContextStore
 
 EX = "http://example.org/"
+
+ADMIN = Actor()  # the platform itself
 
 
 class ContextServer:
@@ -277,7 +280,7 @@ async def test_usage_is_counted(service: ContextService, server: ContextServer) 
     url = server.url("/a.jsonld")
     for _ in range(3):
         await service.term_map(url)
-    meta = await service.serve(url, details=True)
+    meta = await service.serve(ADMIN, url, details=True)
     assert meta["numberOfHits"] == 3 and "lastUsage" in meta
     await service.close()
     stored = await service.store.get_context(url)
@@ -319,15 +322,15 @@ def test_preload_rejects_non_context(service: ContextService) -> None:
 # ---- management (5.13) ----
 
 async def test_hosted_contexts(service: ContextService, server: ContextServer) -> None:
-    stored = await service.add_hosted({"@context": {"speed": EX + "speed"}, "extra": 1})
+    stored = await service.add_hosted(ADMIN, {"@context": {"speed": EX + "speed"}, "extra": 1})
     assert stored.kind == "hosted"
     assert stored.url == f"http://broker.test/ngsi-ld/v1/jsonldContexts/{stored.id}"
-    assert await service.serve(stored.id) == {"@context": {"speed": EX + "speed"}}
-    assert await service.serve(stored.url) == {"@context": {"speed": EX + "speed"}}
+    assert await service.serve(ADMIN, stored.id) == {"@context": {"speed": EX + "speed"}}
+    assert await service.serve(ADMIN, stored.url) == {"@context": {"speed": EX + "speed"}}
     tm = await service.term_map(stored.url)
     assert tm.expand("speed") == EX + "speed"
     assert not server.hits
-    meta = await service.serve(stored.id, details=True)
+    meta = await service.serve(ADMIN, stored.id, details=True)
     assert meta == {"URL": stored.url, "localId": stored.id, "kind": "Hosted",
                     "createdAt": stored.created_at, "numberOfHits": 1,
                     "lastUsage": meta["lastUsage"]}
@@ -336,7 +339,8 @@ async def test_hosted_contexts(service: ContextService, server: ContextServer) -
 async def test_hosted_context_listing_urls_are_cached_on_use(
         service: ContextService, server: ContextServer) -> None:
     server.docs["/a.jsonld"] = ctx(speed="speed")
-    stored = await service.add_hosted({"@context": [server.url("/a.jsonld"), CORE_CONTEXT_URL]})
+    stored = await service.add_hosted(
+        ADMIN, {"@context": [server.url("/a.jsonld"), CORE_CONTEXT_URL]})
     assert not server.hits  # nothing is fetched when added
     assert (await service.term_map(stored.url)).expand("speed") == EX + "speed"
     assert (await service.get(server.url("/a.jsonld"))).kind == "cached"
@@ -349,37 +353,37 @@ async def test_hosted_context_listing_urls_are_cached_on_use(
 ])
 async def test_add_invalid(service: ContextService, body: Any, error: type) -> None:
     with pytest.raises(error):
-        await service.add_hosted(body)
-    assert await service.list("Hosted") == []
+        await service.add_hosted(ADMIN, body)
+    assert await service.list(ADMIN, "Hosted") == []
 
 
 async def test_list_kinds_and_details(service: ContextService, server: ContextServer) -> None:
     server.docs["/a.jsonld"] = ctx(speed="speed")
-    hosted = await service.add_hosted({"@context": {"t": EX + "t"}})
+    hosted = await service.add_hosted(ADMIN, {"@context": {"t": EX + "t"}})
     implicit = await service.add_implicit([server.url("/a.jsonld")])
     await service.term_map(server.url("/a.jsonld"))
-    assert await service.list() == [CORE_CONTEXT_URL, hosted.url, implicit.url,
+    assert await service.list(ADMIN) == [CORE_CONTEXT_URL, hosted.url, implicit.url,
                                     server.url("/a.jsonld")]
-    assert await service.list("Hosted") == [hosted.url]
-    assert await service.list("implicitlycreated") == [implicit.url]
-    assert await service.list("Cached") == [CORE_CONTEXT_URL, server.url("/a.jsonld")]
-    details = await service.list("Cached", details=True)
+    assert await service.list(ADMIN, "Hosted") == [hosted.url]
+    assert await service.list(ADMIN, "implicitlycreated") == [implicit.url]
+    assert await service.list(ADMIN, "Cached") == [CORE_CONTEXT_URL, server.url("/a.jsonld")]
+    details = await service.list(ADMIN, "Cached", details=True)
     assert [d["kind"] for d in details] == ["Cached", "Cached"]
     assert details[1]["localId"] == server.url("/a.jsonld")
     with pytest.raises(BadRequestData):
-        await service.list("Other")
+        await service.list(ADMIN, "Other")
 
 
 async def test_serve_rules(service: ContextService, server: ContextServer) -> None:
     server.docs["/a.jsonld"] = ctx(speed="speed")
     await service.term_map(server.url("/a.jsonld"))
     with pytest.raises(OperationNotSupported):
-        await service.serve(server.url("/a.jsonld"))
-    assert (await service.serve(CORE_CONTEXT_URL, details=True))["kind"] == "Cached"
+        await service.serve(ADMIN, server.url("/a.jsonld"))
+    assert (await service.serve(ADMIN, CORE_CONTEXT_URL, details=True))["kind"] == "Cached"
     with pytest.raises(ResourceNotFound):
-        await service.serve("nope")
+        await service.serve(ADMIN, "nope")
     with pytest.raises(ResourceNotFound):
-        await service.serve("nope", details=True)
+        await service.serve(ADMIN, "nope", details=True)
 
 
 async def test_delete_and_reload(service: ContextService, server: ContextServer) -> None:
@@ -387,14 +391,14 @@ async def test_delete_and_reload(service: ContextService, server: ContextServer)
     url = server.url("/a.jsonld")
     assert (await service.term_map(url)).expand("speed") == EX + "speed"
     server.docs["/a.jsonld"] = ctx(speed="speed2")
-    await service.delete(url, reload=True)
+    await service.delete(ADMIN, url, reload=True)
     assert server.hits["/a.jsonld"] == 2
     assert (await service.term_map(url)).expand("speed") == EX + "speed2"
     server.docs.pop("/a.jsonld")
     with pytest.raises(LdContextNotAvailable, match=r"/a\.jsonld"):
-        await service.delete(url, reload=True)
+        await service.delete(ADMIN, url, reload=True)
     assert (await service.get(url)).body == ctx(speed="speed2")  # kept after a failed reload
-    await service.delete(url)
+    await service.delete(ADMIN, url)
     with pytest.raises(ResourceNotFound):
         await service.get(url)
     with pytest.raises(LdContextNotAvailable):
@@ -402,16 +406,16 @@ async def test_delete_and_reload(service: ContextService, server: ContextServer)
 
 
 async def test_delete_rules(service: ContextService) -> None:
-    hosted = await service.add_hosted({"@context": {"t": EX + "t"}})
+    hosted = await service.add_hosted(ADMIN, {"@context": {"t": EX + "t"}})
     with pytest.raises(BadRequestData):
-        await service.delete(hosted.id, reload=True)
+        await service.delete(ADMIN, hosted.id, reload=True)
     with pytest.raises(BadRequestData):
-        await service.delete("unknown", reload=True)
+        await service.delete(ADMIN, "unknown", reload=True)
     with pytest.raises(ResourceNotFound):
-        await service.delete("unknown")
+        await service.delete(ADMIN, "unknown")
     with pytest.raises(BadRequestData, match="core"):
-        await service.delete(CORE_CONTEXT_URL)
-    await service.delete(CORE_CONTEXT_URL, reload=True)  # built in: nothing to fetch
-    await service.delete(hosted.url)
+        await service.delete(ADMIN, CORE_CONTEXT_URL)
+    await service.delete(ADMIN, CORE_CONTEXT_URL, reload=True)  # built in: nothing to fetch
+    await service.delete(ADMIN, hosted.url)
     with pytest.raises(ResourceNotFound):
-        await service.delete(hosted.id)
+        await service.delete(ADMIN, hosted.id)

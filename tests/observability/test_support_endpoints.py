@@ -90,7 +90,7 @@ async def test_cors_only_when_configured(tmp_path: Path, broker: Broker,
                                          settings: Settings) -> None:
     origin = {"Origin": "https://dashboard.city.example"}
     plain = create_app(settings, broker=broker)
-    cors_settings = load_settings(env={}, store=settings.store,
+    cors_settings = load_settings(env={}, store=settings.store, auth=False,
                                   cors_origins="https://dashboard.city.example")
     cors = create_app(cors_settings, broker=broker)
     for app, allowed in ((plain, False), (cors, True)):

@@ -14,12 +14,15 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from urbis import __version__
+from urbis.api import admin
+from urbis.api.auth import UNRESTRICTED, Authentication, RateLimiter, challenge, identity_of
 from urbis.api.limits import BodyLimit
-from urbis.api.ngsild import batch, contexts, discovery, entities, subscriptions
+from urbis.api.ngsild import batch, contexts, discovery, entities, subscriptions, temporal
 from urbis.api.responses import json_response, problem_response
 from urbis.broker.container import Broker, build_broker
 from urbis.broker.samples import load_samples
 from urbis.context.errors import (
+    AlreadyExists,
     InternalError,
     InvalidRequest,
     NgsiError,
@@ -50,14 +53,18 @@ async def ready(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus exposition of this process (all workers in multiprocess mode)."""
-    body, content_type = render([await request.app.state.broker.support.gauges()])
+    settings: Settings = request.app.state.settings
+    actor = identity_of(request.scope).actor("")
+    if settings.metrics_public:
+        actor = UNRESTRICTED.actor("")
+    body, content_type = render([await request.app.state.broker.support.gauges(actor)])
     return Response(body, media_type=content_type)
 
 
 async def on_ngsi_error(request: Request, exc: Exception) -> Response:
-    """Render NGSI-LD errors as problem+json."""
+    """Render NGSI-LD errors as problem+json (with WWW-Authenticate / Retry-After if due)."""
     assert isinstance(exc, NgsiError)
-    return problem_response(exc)
+    return problem_response(exc, challenge(exc))
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -78,6 +85,25 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(InternalError("an unexpected error occurred; it has been logged"))
 
 
+async def secure(settings: Settings, broker: Broker) -> None:
+    """With auth on, make sure an admin can get in; with auth off, say so loudly."""
+    if not settings.auth:
+        log.warning("AUTHENTICATION IS OFF (--no-auth / URBIS_AUTH=false): every caller is "
+                    "an admin of every tenant. Development only.")
+        return
+    if broker.apikeys is None:
+        return
+    try:
+        secret = await broker.apikeys.bootstrap(settings.admin_key or None)
+    except AlreadyExists:  # another worker registered URBIS_ADMIN_KEY at the same moment
+        return
+    if secret:
+        print("urbis: created the first admin API key; it is shown this once, keep it safe:\n"
+              f"urbis:     {secret}\n"
+              "urbis: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; make "
+              "more with `urbis apikey create` or POST /admin/apikeys", flush=True)
+
+
 def create_app(settings: Settings, broker: Broker | None = None, demo: bool = False
                ) -> Starlette:
     """The urbis ASGI app; opens its broker at start-up unless one is given."""
@@ -86,9 +112,12 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = broker is None
         app.state.broker = broker if broker is not None else await build_broker(settings)
+        await secure(settings, app.state.broker)
         if demo:
             count = await load_samples(app.state.broker)
             log.info("demo: %d sample entities loaded", count)
+        if own:  # notifications are sent by the process serving the API
+            await app.state.broker.notifier.start()
         try:
             yield
         finally:
@@ -96,10 +125,10 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
                 await app.state.broker.close()
 
     ngsild = [*entities.routes, *batch.routes, *discovery.routes, *contexts.routes,
-              *subscriptions.routes]
+              *subscriptions.routes, *temporal.routes]
     app = Starlette(
         routes=[Route("/health", health), Route("/ready", ready), Route("/metrics", metrics),
-                Mount("/ngsi-ld/v1", routes=ngsild)],
+                Mount("/ngsi-ld/v1", routes=ngsild), Mount("/admin", routes=admin.routes)],
         lifespan=lifespan,
         exception_handlers={
             NgsiError: on_ngsi_error,
@@ -108,6 +137,8 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
         },
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+    app.add_middleware(Authentication, enabled=settings.auth, limiter=limiter)
     if settings.cors_origins:
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],

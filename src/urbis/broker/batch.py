@@ -13,6 +13,7 @@ from urbis.context.jsonld import TermMap
 from urbis.context.model import Entity, now_iso
 from urbis.context.normalize import check_uri, parse_entity
 from urbis.context.transfer import keep_sys_attrs, restore
+from urbis.security.policy import ENTITIES_WRITE, requires
 from urbis.storage.base import Change, Mutation
 
 MAX_BATCH = 10_000
@@ -67,27 +68,33 @@ class BatchService:
     def __init__(self, entities: EntityService) -> None:
         self.entities = entities
 
+    @requires(ENTITIES_WRITE)
     async def create(self, actor: Actor, body: Any, tm: TermMap) -> BatchResult:
         """Create each entity; AlreadyExists for those that do."""
         return await self._run(actor, body, tm, _create, require_type=True)
 
+    @requires(ENTITIES_WRITE)
     async def upsert(self, actor: Actor, body: Any, tm: TermMap, update: bool) -> BatchResult:
         """Create or replace (or update with options=update) each entity."""
         return await self._run(actor, body, tm, _upsert_update if update else _upsert_replace,
                                require_type=True)
 
+    @requires(ENTITIES_WRITE)
     async def restore(self, actor: Actor, body: Any, tm: TermMap) -> BatchResult:
         """Create or replace each entity as given, keeping its createdAt / modifiedAt (imports)."""
         return await self._run(actor, body, tm, _restore, require_type=True, sys_attrs=True)
 
+    @requires(ENTITIES_WRITE)
     async def update(self, actor: Actor, body: Any, tm: TermMap, overwrite: bool) -> BatchResult:
         """Append attributes to existing entities (noOverwrite keeps existing ones)."""
         return await self._run(actor, body, tm, _update(overwrite), require_type=False)
 
+    @requires(ENTITIES_WRITE)
     async def merge(self, actor: Actor, body: Any, tm: TermMap) -> BatchResult:
         """Merge-patch each existing entity."""
         return await self._run(actor, body, tm, _merge, require_type=False, allow_null=True)
 
+    @requires(ENTITIES_WRITE)
     async def delete(self, actor: Actor, body: Any) -> BatchResult:
         """Delete each entity by id."""
         ids = _array(body)
@@ -96,6 +103,7 @@ class BatchService:
         for raw in ids:
             try:
                 eid = check_uri(raw, "entity id")
+                self.entities.policy.check_write(actor, [eid])
             except NgsiError as err:
                 errors.append((str(raw), err))
                 continue
@@ -111,6 +119,7 @@ class BatchService:
         for item in _array(body):
             try:
                 entity = parse_entity(item, tm, require_type=require_type, allow_null=allow_null)
+                self.entities.policy.check_write(actor, [entity.id])
                 if sys_attrs:
                     keep_sys_attrs(entity, item, tm)
             except NgsiError as err:

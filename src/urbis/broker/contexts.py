@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import orjson
 
+from urbis.context.actor import Actor
 from urbis.context.errors import (
     BadRequestData,
     InvalidRequest,
@@ -41,6 +42,7 @@ from urbis.context.jsonld import (
     is_absolute_iri,
 )
 from urbis.context.model import now_iso
+from urbis.security.policy import CONTEXTS_READ, CONTEXTS_WRITE, NONE, internal, requires
 from urbis.storage.base import TOPIC_ALL, TOPIC_CONTEXTS, ContextStore, StoredContext
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ class ContextService:
 
     # ---- resolution (the hot path) ----
 
+    @internal
     async def term_map(self, raw: Any | None) -> TermMap:
         """The compiled term map of a raw @context (a URL, an object or an array of both)."""
         if raw is None:
@@ -104,6 +107,7 @@ class ContextService:
         self._record_use(hit[1])
         return hit[0]
 
+    @internal
     async def resolve(self, raw: Any) -> tuple[list[Any], list[str]]:
         """The local contexts of a raw @context in order (core URLs left out, for the core
         is applied last), and the ids of the stored contexts it used."""
@@ -192,6 +196,7 @@ class ContextService:
         await self.store.put_context(stored)
         return stored
 
+    @internal
     async def fetch(self, url: str) -> Any:
         """GET a remote JSON-LD document (http/https only, time and size limited)."""
         if urlsplit(url).scheme not in ("http", "https"):
@@ -247,10 +252,12 @@ class ContextService:
 
     # ---- management (5.13) ----
 
-    async def add_hosted(self, body: Any) -> StoredContext:
+    @requires(CONTEXTS_WRITE)
+    async def add_hosted(self, actor: Actor, body: Any) -> StoredContext:
         """Add @context (5.13.2): store the body's @context as a new Hosted context."""
         return await self._add(body, HOSTED)
 
+    @internal
     async def add_implicit(self, context: Any) -> StoredContext:
         """Store an @context created by the broker itself (e.g. for a subscription)."""
         return await self._add({"@context": context}, IMPLICIT)
@@ -266,13 +273,16 @@ class ContextService:
         await self.store.put_context(stored)
         return stored
 
-    async def list(self, kind: str | None = None, details: bool = False) -> list[Any]:
+    @requires(CONTEXTS_READ)
+    async def list(self, actor: Actor, kind: str | None = None, details: bool = False
+                   ) -> list[Any]:
         """List @contexts (5.13.3): URLs, or metadata objects when `details`."""
         wanted = parse_kind(kind)
         found = [] if wanted not in (None, CACHED) else [self._core()]
         found += await self.store.list_contexts(wanted)
         return [self.metadata(c) if details else c.url for c in found]
 
+    @internal
     async def get(self, context_id: str) -> StoredContext:
         """A context by local id or URL (the core context included); ResourceNotFound."""
         found = await self._find(context_id)
@@ -280,7 +290,8 @@ class ContextService:
             raise ResourceNotFound(f"no @context {context_id}")
         return found
 
-    async def serve(self, context_id: str, details: bool = False) -> Any:
+    @requires(NONE)  # anyone dereferences a hosted @context URL (clients, receivers, brokers)
+    async def serve(self, actor: Actor, context_id: str, details: bool = False) -> Any:
         """Serve @context (5.13.4): its content, or its metadata when `details`."""
         ctx = await self.get(context_id)
         if details:
@@ -290,7 +301,8 @@ class ContextService:
                 f"@context {ctx.url} is a Cached copy, which the broker does not serve")
         return ctx.body
 
-    async def delete(self, context_id: str, reload: bool = False) -> None:
+    @requires(CONTEXTS_WRITE)
+    async def delete(self, actor: Actor, context_id: str, reload: bool = False) -> None:
         """Delete and Reload @context (5.13.5)."""
         ctx = await self._find(context_id)
         if reload:
@@ -372,6 +384,7 @@ class ContextService:
         finally:
             self._flush_task = None
 
+    @internal
     async def flush_usage(self) -> None:
         """Add the hits counted in memory to the stored contexts."""
         async with self._writing:
@@ -380,6 +393,7 @@ class ContextService:
             for context_id, (hits, last) in usage.items():
                 await self.store.record_usage(context_id, hits, last)
 
+    @internal
     async def close(self) -> None:
         """Store the pending usage counters."""
         if self._flush_task is not None:

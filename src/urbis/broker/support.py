@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from urbis.context.actor import DEFAULT_TENANT
+from urbis.context.actor import DEFAULT_TENANT, Actor
+from urbis.security.policy import OPERATIONS, internal, requires
 from urbis.storage.registry import Stores
 
 PROBE_ID = "urn:ngsi-ld:urbis:readiness-probe"
@@ -23,6 +24,7 @@ class SupportService:
         self.timeout = timeout
         self._stats: tuple[float, GaugeSamples] | None = None
 
+    @internal  # the readiness probe: open to load balancers, discloses nothing
     async def ready(self) -> tuple[bool, ReadyReport]:
         """(ready, report): each store answers a look-up within the timeout."""
         checks = {
@@ -44,7 +46,8 @@ class SupportService:
                             "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
         return ok, report
 
-    async def gauges(self) -> GaugeSamples:
+    @requires(OPERATIONS)
+    async def gauges(self, actor: Actor) -> GaugeSamples:
         """Scrape-time figures from the store (cached for STATS_TTL seconds)."""
         now = time.monotonic()
         if self._stats is not None and now - self._stats[0] < STATS_TTL:

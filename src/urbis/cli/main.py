@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from urbis.cli import config, db, transfer
+from urbis.cli import apikey, audit, config, db, transfer
 from urbis.settings import SettingsError, load_settings, sources
 
 
@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyfile", help="private key of --certfile (URBIS_TLS_KEYFILE)")
     db.add_parsers(sub)
     transfer.add_parsers(sub)
+    serve.add_argument("--no-auth", action="store_true",
+                       help="DEVELOPMENT ONLY: no credentials needed, every caller is admin")
     config.add_parsers(sub)
+    apikey.add_parsers(sub)
+    audit.add_parsers(sub)
     return parser
 
 
@@ -39,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None),
              "store": getattr(args, "store", None), "workers": getattr(args, "workers", None),
              "tls_certfile": getattr(args, "certfile", None),
-             "tls_keyfile": getattr(args, "keyfile", None), "config": args.config}
+             "tls_keyfile": getattr(args, "keyfile", None), "config": args.config,
+             "auth": False if getattr(args, "no_auth", False) else None}
     try:  # only `serve` has --host, --port...; most commands have --store
         settings = load_settings(**flags)
     except SettingsError as err:
@@ -53,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings, demo=args.demo)
     if args.command == "db":
         return db.main(settings, args)
+    if args.command == "apikey":
+        return apikey.main(settings, args)
+    if args.command == "audit":
+        return audit.main(settings, args)
     if args.command in ("export", "import"):
         return transfer.main(settings, args)
     return 1

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import uvicorn
 from starlette.applications import Starlette
 
-from urbis.api.app import create_app
+from urbis.api.app import create_app, secure
 from urbis.broker.container import build_broker
 from urbis.broker.samples import load_samples
 from urbis.observability import logs
@@ -89,6 +89,7 @@ def announce(settings: Settings) -> None:
 async def _prepare(settings: Settings, demo: bool) -> None:
     broker = await build_broker(settings)
     try:
+        await secure(settings, broker)  # the first admin key is printed once, here
         if demo:
             log.info("demo: %d sample entities loaded", await load_samples(broker))
     finally:

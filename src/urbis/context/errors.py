@@ -112,3 +112,40 @@ class ServiceUnavailable(NgsiError):
     """A backing service (the store) is unavailable for now (HTTP 503)."""
 
     problem, status, title = "ServiceUnavailable", 503, "Service unavailable"
+
+
+# Access control has no NGSI-LD problem type: urbis names its own (RFC 9457 allows URNs).
+URBIS_PROBLEMS = "urn:urbis:problem:"
+
+
+class Unauthorized(NgsiError):
+    """No valid credentials (HTTP 401, with WWW-Authenticate)."""
+
+    problem, status, title = "Unauthorized", 401, "Unauthorized"
+
+    @property
+    def type_uri(self) -> str:
+        """The problem type URI (urbis's, not ETSI's)."""
+        return URBIS_PROBLEMS + self.problem
+
+
+class Forbidden(NgsiError):
+    """Valid credentials that do not permit the operation (HTTP 403)."""
+
+    problem, status, title = "Forbidden", 403, "Forbidden"
+
+    @property
+    def type_uri(self) -> str:
+        """The problem type URI (urbis's, not ETSI's)."""
+        return URBIS_PROBLEMS + self.problem
+
+
+class TooManyRequests(NgsiError):
+    """The caller exceeded its request rate (HTTP 429, with Retry-After)."""
+
+    problem, status, title = "TooManyRequests", 429, "Too many requests"
+
+    @property
+    def type_uri(self) -> str:
+        """The problem type URI (urbis's, not ETSI's)."""
+        return URBIS_PROBLEMS + self.problem

@@ -6,9 +6,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from urbis.context.audit import AuditFilter, AuditRecord, ChainState
+from urbis.context.credentials import ApiKey
 from urbis.context.errors import NgsiError
-from urbis.context.model import Entity
+from urbis.context.model import Entity, Instance
 from urbis.context.subscription import Subscription
+from urbis.context.temporal import TimeFilter
+from urbis.context.temporal_records import Record
 
 # Capability flags a backend may declare.
 CAP_GEO = "geo"
@@ -21,6 +25,8 @@ CAP_INVALIDATION = "invalidation"
 TOPIC_ALL = "*"  # anything may have changed (e.g. announcements were missed)
 TOPIC_CONTEXTS = "contexts"  # key: the URL of a stored @context that changed or went
 TOPIC_TENANTS = "tenants"  # key: a tenant that went
+TOPIC_SUBSCRIPTIONS = "subscriptions"  # key: the tenant whose subscriptions changed
+TOPIC_APIKEYS = "apikeys"  # key: the id of an API key that was revoked
 
 
 @dataclass(slots=True)
@@ -187,6 +193,109 @@ class EntityStore(Protocol):
         """Entities per tenant (for monitoring)."""
 
 
+@dataclass(slots=True)
+class TemporalQuery:
+    """A temporal query: which entities (`entities`: its ids, idPattern, type, q, scopeQ and geo
+    filters and its page), which attributes, which instances, and how to aggregate them.
+
+    Times are microseconds since the epoch. Without `aggr_methods` each attribute's instances in
+    the time range come in time order, at most `instance_limit` (the last ones with lastN);
+    with them, one aggregate per `aggr_period` bucket (0: the whole range), computed in SQL.
+    """
+
+    entities: EntityQuery
+    time: TimeFilter = field(default_factory=TimeFilter)
+    instance_limit: int = 1000
+    aggr_methods: Sequence[str] = ()
+    aggr_period: int = 0
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """The aggregates of one attribute instance series (attribute + datasetId) per bucket."""
+
+    dataset_id: str | None
+    attr_type: str
+    # method -> [(value, bucket start, bucket end)], times in microseconds
+    values: dict[str, list[tuple[Any, int, int]]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TemporalEntity:
+    """An entity's history: its instances per attribute (time order) or their aggregates.
+
+    Each instance is in the internal form plus "instanceId", "createdAt" and "modifiedAt"
+    (and "deletedAt" for the record of a deletion), and its time (of the query's
+    timeproperty) in microseconds under "@t".
+    """
+
+    id: str
+    types: list[str]
+    scopes: list[str] | None
+    created_at: str
+    modified_at: str
+    deleted_at: str | None = None
+    instances: dict[str, list[Instance]] = field(default_factory=dict)
+    aggregates: dict[str, list[Aggregate]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TemporalPage:
+    """A page of temporal entities; `truncated` is the (start, end) time range returned when
+    some attribute had more instances than the limit (then the response is partial)."""
+
+    entities: list[TemporalEntity]
+    count: int | None = None
+    truncated: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long instances are kept (microseconds), per entity type IRI and by default.
+
+    An entity with several ruled types keeps its instances for the longest of their periods.
+    """
+
+    default: int
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TemporalStore(Protocol):
+    """The temporal evolution of entities, per tenant: attribute instances over time.
+
+    Entity changes reach it through the entity store's journal (same transaction); the
+    temporal API adds, modifies and deletes instances directly.
+    """
+
+    async def add(self, tenant: str, entity: Entity, records: Sequence[Record], now: str
+                  ) -> bool:
+        """Record an entity's type/scope and some instances; True if its history is new."""
+
+    async def query(self, tenant: str, query: TemporalQuery) -> TemporalPage:
+        """Histories of the entities matching the query, filtered and paged in the backend."""
+
+    async def delete_entity(self, tenant: str, entity_id: str) -> bool:
+        """Forget an entity's whole history; False when there was none."""
+
+    async def delete_attr(self, tenant: str, entity_id: str, attr: str,
+                          dataset_id: str | None, delete_all: bool) -> bool:
+        """Forget an attribute's instances (of one datasetId, or all); False if none."""
+
+    async def modify_instance(self, tenant: str, entity_id: str, attr: str, key: int,
+                              instance: Instance, now: str) -> bool:
+        """Replace one instance's value and metadata; False when it does not exist."""
+
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, key: int) -> bool:
+        """Delete one instance; False when it does not exist."""
+
+    async def expire(self, retention: Retention, now: int, batch: int = 5000) -> int:
+        """Delete up to `batch` instances observed longer ago than retention; how many.
+
+        An instance's time is its observedAt, or when it was recorded if it has none.
+        """
+
+
 @runtime_checkable
 class ContextStore(Protocol):
     """JSON-LD contexts managed through /jsonldContexts (not per tenant)."""
@@ -224,6 +333,7 @@ class NotificationOutcome:
 
     ok: bool  # delivered (a 2xx answer, or accepted by the MQTT broker)
     at: str  # when it was sent, an NGSI-LD DateTime
+    final: bool = True  # a failure after which the notification is given up (status failed)
 
 
 # A subscription update receives the stored subscription and returns the new one (or raises
@@ -281,3 +391,139 @@ class SubscriptionStore(Protocol):
         Index look-ups only: the exact match (entities, q, geoQ, triggers ...) is the caller's.
         Periodic (timeInterval) subscriptions are never candidates.
         """
+
+    async def record_notifications(self, tallies: Sequence[DeliveryTally]) -> None:
+        """Add the outcomes of many attempts at once (one statement; gone ones are skipped)."""
+
+
+@dataclass(slots=True)
+class DeliveryTally:
+    """Attempts of one subscription's notifications since the last flush of the counters."""
+
+    tenant: str
+    subscription_id: str
+    sent: int = 0
+    failed: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+    last_status: str | None = None  # "ok" / "failed" of the latest final outcome, else None
+
+
+# --- notification outbox ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OutboxChange:
+    """The changes of one write batch of a tenant, recorded in its transaction."""
+
+    seq: int
+    tenant: str
+    changes: list[Applied]
+    created: float  # epoch seconds of the write
+
+
+@dataclass(slots=True)
+class PendingNotification:
+    """A notification to send again later (its first attempt failed or was deferred)."""
+
+    tenant: str
+    subscription_id: str
+    body: dict[str, Any]  # the Notification, without @context
+    attempts: int = 0  # attempts made so far
+    next_at: float = 0.0  # epoch seconds
+    error: str | None = None
+    seq: int = 0  # set by the store
+
+
+# Decides in the write transaction whether a batch's changes are kept for notifications
+# (False when no subscription can match them): it must be cheap, and never block.
+OutboxFilter = Callable[[str, Sequence[Applied]], bool]
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """The durable outbox of notifications (architecture rule 7).
+
+    The entity store's journal records each write batch's changes (`OutboxChange`) in the
+    write's own transaction, so a change acknowledged by a 2xx is never lost. Notifiers of any
+    process claim changes and due retries under a lease (a row is handed to one claimer at a
+    time until the lease ends), send, and then delete them.
+    """
+
+    def set_filter(self, keep: OutboxFilter) -> None:
+        """Record only the batches `keep` accepts (by default: every batch)."""
+
+    async def claim_changes(self, limit: int, lease: float) -> list[OutboxChange]:
+        """Up to `limit` unclaimed (or lease-expired) changes in write order, leased to us."""
+
+    async def finish_changes(self, seqs: Sequence[int],
+                             retries: Sequence[PendingNotification]) -> list[int]:
+        """Delete handled changes and queue the notifications to retry, atomically.
+
+        Returns the seq of each queued retry, in order.
+        """
+
+    async def claim_retries(self, limit: int, lease: float) -> list[PendingNotification]:
+        """Up to `limit` retries due now, leased to us (in next_at order)."""
+
+    async def finish_retries(self, done: Sequence[int],
+                             again: Sequence[PendingNotification]) -> None:
+        """Delete the retries in `done`; reschedule `again` (attempts, next_at, error)."""
+
+    async def claim_periodic(self, now: float, limit: int
+                             ) -> list[tuple[str, Subscription]]:
+        """Periodic subscriptions due at `now`; each is given to one claimer per interval."""
+
+    async def backlog(self) -> tuple[int, int]:
+        """(changes, retries) waiting."""
+
+
+@runtime_checkable
+class ApiKeyStore(Protocol):
+    """API keys (hashes only), shared by every tenant and worker."""
+
+    async def add_key(self, key: ApiKey) -> None:
+        """Store a new key; AlreadyExists if its id is taken."""
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        """A key by its public id (revoked ones included)."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+
+    async def revoke_key(self, key_id: str, at: str) -> bool:
+        """Mark a key revoked; False when there is no such active key."""
+
+
+# --- audit log ------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class AuditStore(Protocol):
+    """The append-only audit log (urbis.context.audit), with its hash chain.
+
+    Every backend also offers a journal for the entity store (registered by open_stores)
+    that appends one record per write batch in the batch's own transaction. Records may be
+    appended unsealed (a backend with one writer seals them at once); `seal` chains them,
+    one sealer at a time across every worker.
+    """
+
+    async def append(self, record: AuditRecord) -> None:
+        """Add one record (a denial, a read of sensitive attributes) in its own transaction."""
+
+    async def query(self, selection: AuditFilter) -> list[AuditRecord]:
+        """Records matching the filter, in seq order (offset / limit, or after_seq)."""
+
+    async def seal(self, limit: int = 1000) -> int:
+        """Chain up to `limit` unsealed records in seq order; how many were sealed."""
+
+    async def chain(self, after_pos: int, limit: int) -> list[AuditRecord]:
+        """Sealed records with chain_pos > after_pos, in chain order (verification)."""
+
+    async def state(self) -> ChainState:
+        """The anchor, the head and the number of unsealed records."""
+
+    async def purge(self, before: str) -> int:
+        """Delete sealed records written before `before` (a DateTime), oldest first, keeping
+        the hash of the last one deleted as the chain's anchor; how many were deleted."""

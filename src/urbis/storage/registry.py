@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from urbis.storage.base import ContextStore, EntityStore, InvalidationChannel, SubscriptionStore
+from urbis.storage.base import (
+    ApiKeyStore,
+    AuditStore,
+    ContextStore,
+    EntityStore,
+    InvalidationChannel,
+    OutboxStore,
+    SubscriptionStore,
+    TemporalStore,
+)
 
 
 @dataclass(slots=True)
@@ -15,8 +24,15 @@ class Stores:
     entities: EntityStore
     contexts: ContextStore
     subscriptions: SubscriptionStore
+    outbox: OutboxStore
     # Set when other processes may write the same store (CAP_INVALIDATION): caches follow it.
     invalidations: InvalidationChannel | None = None
+    # Entity histories (the temporal API); entity changes are journaled into it when history
+    # is on (open_stores(history=True)).
+    temporal: TemporalStore | None = None
+    apikeys: ApiKeyStore | None = None  # set by open_stores on every backend
+    # The audit log; every entity change is journaled into it when audit is on.
+    audit: AuditStore | None = None
 
     async def close(self) -> None:
         """Close every backend."""
@@ -35,11 +51,13 @@ def sqlite_path(url: str) -> str:
 
 
 async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full",
-                      pool_min: int = 2, pool_max: int = 10) -> Stores:
+                      pool_min: int = 2, pool_max: int = 10, history: bool = True,
+                      audit: bool = True) -> Stores:
     """Open (and migrate) the backends named by a store URL (pool sizes: PostgreSQL's)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from urbis.storage.sqlite.contexts import SqliteContextStore
+        from urbis.storage.sqlite.outbox import SqliteOutbox
         from urbis.storage.sqlite.store import SqliteEntityStore
         from urbis.storage.sqlite.subscriptions import SqliteSubscriptionStore
 
@@ -49,13 +67,41 @@ async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full",
         contexts = SqliteContextStore(path)
         await contexts.open()
         subscriptions = SqliteSubscriptionStore(entities.db, on_new_tenant=entities.note_tenant)
-        return Stores(entities, contexts, subscriptions)
+        outbox = SqliteOutbox(entities.db, entities.add_journal)
+        from urbis.storage.sqlite.temporal import SqliteTemporalStore
+
+        temporal = SqliteTemporalStore(entities.db)
+        if history:
+            entities.add_journal(temporal.journal)
+        from urbis.storage.sqlite.apikeys import SqliteApiKeyStore
+        from urbis.storage.sqlite.audit import SqliteAuditStore
+
+        audit_log = SqliteAuditStore(entities.db)
+        if audit:
+            entities.add_journal(audit_log.journal)
+        return Stores(entities, contexts, subscriptions, outbox, temporal=temporal,
+                      apikeys=SqliteApiKeyStore(entities.db), audit=audit_log)
     if scheme in ("postgresql", "postgres"):
         from urbis.storage.postgres import open_postgres_stores
+        from urbis.storage.postgres.outbox import PostgresOutbox
         from urbis.storage.postgres.subscriptions import PostgresSubscriptionStore
 
         pg_entities, pg_contexts = await open_postgres_stores(url, min_size=pool_min,
                                                               max_size=pool_max)
         pg_subscriptions = PostgresSubscriptionStore(pg_entities.db)
-        return Stores(pg_entities, pg_contexts, pg_subscriptions, pg_entities.invalidations)
+        pg_outbox = PostgresOutbox(pg_entities.db, pg_entities.add_journal)
+        from urbis.storage.postgres.temporal import PostgresTemporalStore
+
+        pg_temporal = PostgresTemporalStore(pg_entities.db)
+        if history:
+            pg_entities.add_journal(pg_temporal.journal)
+        from urbis.storage.postgres.apikeys import PostgresApiKeyStore
+        from urbis.storage.postgres.audit import PostgresAuditStore
+
+        pg_audit = PostgresAuditStore(pg_entities.db)
+        if audit:
+            pg_entities.add_journal(pg_audit.journal)
+        return Stores(pg_entities, pg_contexts, pg_subscriptions, pg_outbox,
+                      pg_entities.invalidations, temporal=pg_temporal,
+                      apikeys=PostgresApiKeyStore(pg_entities.db), audit=pg_audit)
     raise ValueError(f"unsupported store URL {url!r} (use sqlite:///PATH or postgresql://...)")

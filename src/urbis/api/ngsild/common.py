@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from urbis.api.auth import identity_of
 from urbis.api.responses import GEO_JSON, JSON, JSON_LD, json_response
 from urbis.context.actor import DEFAULT_TENANT, Actor
 from urbis.context.errors import (
@@ -101,7 +102,9 @@ async def request_context(request: Request, inline: Any = None) -> RequestContex
     link = link_context(request)
     raw = inline if inline is not None else link
     tm = await request.app.state.broker.contexts.term_map(raw)
-    return RequestContext(Actor(tenant=tenant_of(request)), raw, tm, link)
+    client = request.client.host if request.client else None
+    actor = identity_of(request.scope).actor(tenant_of(request), client)
+    return RequestContext(actor, raw, tm, link)
 
 
 def negotiate(request: Request, *, geo: bool = False) -> str:

@@ -7,6 +7,9 @@ private copies, and one statement writes the outcome (deletes, updates, inserts 
 serialise on its row lock and never lose an update. Two batches inserting the same new id
 race on the unique index: the loser's transaction fails and the caller runs the batch again,
 when its lock finds the winner's row (a create then reports AlreadyExists).
+
+One-entity batches first try the optimistic two-round-trip path of
+`urbis.storage.postgres.single`, and come here after conflicts.
 """
 
 from __future__ import annotations
@@ -83,7 +86,12 @@ FROM inserted i, unnest($8::text[], $9::text[], $10::text[], $11::text[])
     AS g(attr, geom, gc, geog)
 """
 # Awaited inside a batch's transaction with its changes (history, notification outbox):
-# whatever it writes commits, or rolls back, with the entities.
+# whatever it writes commits, or rolls back, with the entities. Journals should write with
+# `await conn.execute(sql, *args)`, one statement per call, and never read what they wrote:
+# on one-entity batches (urbis.storage.postgres.single) each such statement becomes part of
+# the entity's write statement (two round trips for a PATCH instead of five or more). A
+# journal that calls anything else (fetch, fetchval, ...) makes every batch take the
+# transaction of `apply` below instead.
 PgJournal = Callable[[asyncpg.Connection, str, list[Applied]], Awaitable[None]]
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -143,7 +151,7 @@ class Plan:
         slot = self.slots.setdefault(m.entity_id, _Slot())
         entity = slot.current.entity() if slot.current is not None else None
         if entity is not None and slot.geo_before is None:
-            slot.geo_before = _geo_fingerprint(entity)
+            slot.geo_before = geo_fingerprint(entity)
         prior = slot.current.entity() if self.journaled and slot.current is not None else None
         try:
             change = m.fn(entity)
@@ -178,10 +186,10 @@ class Plan:
         assert slot.final is not None
         row = [snap.types, snap.scopes, snap.created_at, snap.modified_at, snap.attrs]
         if pk is None:
-            return INSERT_ONE, [tenant, snap.id, *row, *_geo_columns(slot.final)]
-        if slot.geo_before == _geo_fingerprint(slot.final):
+            return INSERT_ONE, [tenant, snap.id, *row, *geo_columns(slot.final)]
+        if slot.geo_before == geo_fingerprint(slot.final):
             return UPDATE_ONE, [pk, *row]
-        return UPDATE_ONE_GEO, [pk, *row, *_geo_columns(slot.final)]
+        return UPDATE_ONE_GEO, [pk, *row, *geo_columns(slot.final)]
 
     def args(self, tenant: str) -> list[Any]:
         """The parameters of WRITE."""
@@ -200,7 +208,7 @@ class Plan:
                 continue
             _columns(updates if pk is not None else inserts, pk, snap)
             assert slot.final is not None
-            if pk is not None and slot.geo_before == _geo_fingerprint(slot.final):
+            if pk is not None and slot.geo_before == geo_fingerprint(slot.final):
                 continue
             if pk is not None:
                 geo_deleted.append(pk)
@@ -221,14 +229,16 @@ def _append(columns: list[list[Any]], values: list[Any]) -> None:
         column.append(value)
 
 
-def _geo_columns(entity: Entity) -> list[list[Any]]:
+def geo_columns(entity: Entity) -> list[list[Any]]:
+    """The unnest arrays (attr, geom, gc, geog) of an entity's geo rows."""
     columns: list[list[Any]] = [[], [], [], []]
     for row in geo_rows(entity):
         _append(columns, list(row))
     return columns
 
 
-def _geo_fingerprint(entity: Entity) -> list[tuple[str, bytes]]:
+def geo_fingerprint(entity: Entity) -> list[tuple[str, bytes]]:
+    """What the geo rows of an entity are made from (equal: its geo rows need no rewrite)."""
     return [(attr, orjson.dumps(value)) for attr, value in entity.geo_values()]
 
 

@@ -35,7 +35,9 @@ the pure evaluator and SQLite compare text):
 Functions: `urbis_datetime_key(text)` and `urbis_time_key(text)` give the sortable UTC forms of
 `urbis.context.query.q.datetime_key` and `time_key` (NULL when the text is not one);
 `urbis_geo_relation(rel, subject, reference)` runs a georel on a GeometryCollection row (on
-its union where GEOS refuses the collection itself).
+its union where GEOS refuses the collection itself); `urbis_expect_rows(actual, expected)`
+raises a serialization failure unless they are equal (the conflict check of one-statement
+writes).
 """
 
 from __future__ import annotations
@@ -200,11 +202,178 @@ CREATE INDEX subscription_attrs_lookup ON subscription_attrs (tenant, attr);
 CREATE INDEX subscription_attrs_pk ON subscription_attrs (pk);
 """
 
+# Notification outbox: each write batch's changes recorded in its own transaction, claimed
+# by the notifiers of every worker under a lease (FOR UPDATE SKIP LOCKED); notifications to
+# send again; the next run of each periodic subscription.
+_NOTIFY_OUTBOX = """
+CREATE TABLE notify_changes (
+    seq bigserial PRIMARY KEY,
+    tenant text COLLATE "C" NOT NULL,
+    changes bytea NOT NULL,
+    created double precision NOT NULL,
+    lease_until double precision NOT NULL DEFAULT 0
+);
+CREATE TABLE notify_retries (
+    seq bigserial PRIMARY KEY,
+    tenant text COLLATE "C" NOT NULL,
+    subscription_id text COLLATE "C" NOT NULL,
+    body bytea NOT NULL,
+    attempts integer NOT NULL,
+    next_at double precision NOT NULL,
+    error text
+);
+CREATE INDEX notify_retries_due ON notify_retries (next_at);
+ALTER TABLE subscriptions ADD COLUMN periodic_next double precision;
+"""
+
+# Entity histories (the temporal API): as in the SQLite store, one row per entity ever
+# recorded, per instance series (attribute + datasetId, '' for the default instance) and per
+# attribute instance; times are bigint microseconds since the epoch. Every write of a history
+# first upserts (and so locks) its `temporal_entities` row: writers of one entity's history
+# serialise, and the series upsert that follows always finds or makes its row.
+# `temporal_rollups` sums each series' instances per hour of observed_at (`slot`): count,
+# numeric count, sum, sum of squares, min, max, first and last time; aggregations over whole
+# hours read it instead of every instance. Instances and rollups have no foreign key (its
+# check would cost every recorded instance): deleting series deletes them in the same
+# statement.
+_TEMPORAL = """
+CREATE TABLE temporal_entities (
+    tpk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    types text[] COLLATE "C" NOT NULL,
+    scopes text[] COLLATE "C",
+    created_at text COLLATE "C" NOT NULL,
+    modified_at text COLLATE "C" NOT NULL,
+    deleted_at text COLLATE "C",
+    CONSTRAINT temporal_entities_tenant_id UNIQUE (tenant, id)
+) WITH (fillfactor = 80);
+CREATE INDEX temporal_entities_types ON temporal_entities USING gin (types);
+CREATE TABLE temporal_series (
+    sid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tpk bigint NOT NULL REFERENCES temporal_entities (tpk) ON DELETE CASCADE,
+    attr text COLLATE "C" NOT NULL,
+    dataset_id text COLLATE "C" NOT NULL,
+    CONSTRAINT temporal_series_key UNIQUE (tpk, attr, dataset_id)
+);
+CREATE TABLE temporal_instances (
+    ipk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sid bigint NOT NULL,
+    observed_at bigint NOT NULL,
+    created_at bigint NOT NULL,
+    modified_at bigint NOT NULL,
+    num double precision,
+    deleted_at bigint,
+    body jsonb NOT NULL
+);
+CREATE INDEX temporal_instances_observed ON temporal_instances (sid, observed_at)
+    INCLUDE (num, deleted_at);
+CREATE TABLE temporal_rollups (
+    sid bigint NOT NULL,
+    slot bigint NOT NULL,
+    n_total bigint NOT NULL,
+    n_num bigint NOT NULL,
+    s1 double precision,
+    s2 double precision,
+    lo double precision,
+    hi double precision,
+    first_at bigint NOT NULL,
+    last_at bigint NOT NULL,
+    PRIMARY KEY (sid, slot)
+) WITH (fillfactor = 80);
+"""
+
+# The one-statement writes of urbis.storage.postgres.single end with this check: when the
+# entity changed since it was read (no row matched), the statement, and every journal row
+# written with it, is rolled back with a serialization failure, which the store retries.
+_EXPECT_ROWS = """
+CREATE FUNCTION urbis_expect_rows(actual bigint, expected bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    IF actual <> expected THEN
+        RAISE EXCEPTION 'urbis: the entity changed while it was being written'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN actual;
+END
+$fn$;
+"""
+
 # Each entry is one migration; its index + 1 is the schema version. Never edit a released
 # migration: append a new one.
+# API keys: the SHA-256 of each key, never the key; `grants` holds tenants / types / entities
+# / department.
+_API_KEYS = """
+CREATE TABLE api_keys (
+    id text PRIMARY KEY,
+    name text NOT NULL,
+    roles text[] NOT NULL,
+    key_hash text NOT NULL,
+    created_at text NOT NULL,
+    grants jsonb NOT NULL,
+    revoked_at text
+);
+"""
+
+# The audit log (urbis.context.audit): records are inserted unsealed (hash NULL); the sealer
+# gives them chain_pos and hash. JSON members are text, hashed as stored (jsonb would reorder
+# them). `audit_chain` (one row) holds the head of the chain and its anchor, the last record
+# purged by retention. The trigger keeps sealed records as they are and lets only records
+# behind the anchor be deleted.
+_AUDIT = """
+CREATE TABLE audit_log (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at text COLLATE "C" NOT NULL,
+    tenant text COLLATE "C" NOT NULL,
+    principal text COLLATE "C" NOT NULL,
+    roles text NOT NULL,
+    client text,
+    request_id text,
+    operation text COLLATE "C" NOT NULL,
+    decision text NOT NULL,
+    reason text,
+    entity_ids text NOT NULL,
+    entity_count integer NOT NULL,
+    attributes text NOT NULL,
+    chain_pos bigint,
+    hash text
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE UNIQUE INDEX audit_log_chain ON audit_log (chain_pos) WHERE chain_pos IS NOT NULL;
+CREATE INDEX audit_log_unsealed ON audit_log (seq) WHERE hash IS NULL;
+CREATE TABLE audit_chain (
+    id integer PRIMARY KEY CHECK (id = 1),
+    anchor_pos bigint NOT NULL,
+    anchor_hash text NOT NULL,
+    anchor_at text,
+    head_pos bigint NOT NULL,
+    head_hash text NOT NULL
+);
+INSERT INTO audit_chain VALUES (1, 0, '', NULL, 0, '');
+CREATE FUNCTION urbis_audit_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.hash IS NULL THEN
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'DELETE' AND OLD.chain_pos <= (SELECT anchor_pos FROM audit_chain) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'urbis: the audit log is append-only'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+CREATE TRIGGER audit_log_guard BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION urbis_audit_guard();
+"""
+
 MIGRATIONS: list[str] = [
     _TABLES + _DATETIME_KEY + _TIME_KEY + _GEO_RELATION,
     _SUBSCRIPTIONS,
+    _NOTIFY_OUTBOX,
+    _TEMPORAL,
+    _EXPECT_ROWS,
+    _API_KEYS,
+    _AUDIT,
 ]
 
 _VERSION_TABLE = """

@@ -25,6 +25,7 @@ from urbis.storage.base import (
     CAP_REGEX,
     TOPIC_ALL,
     TOPIC_TENANTS,
+    Applied,
     AttributeInfo,
     EntityQuery,
     Mutation,
@@ -32,13 +33,17 @@ from urbis.storage.base import (
     QueryResult,
     TypeInfo,
 )
-from urbis.storage.postgres import mutations
+from urbis.storage.postgres import mutations, single
 from urbis.storage.postgres.db import Database
 from urbis.storage.postgres.notify import PgInvalidationChannel
 from urbis.storage.postgres.qsql import Params
 from urbis.storage.postgres.querysql import COLUMNS, build_query, build_where
 
 MAX_ATTEMPTS = 5
+# One-entity batches try the optimistic two-round-trip path (urbis.storage.postgres.single)
+# this many times; after as many conflicts they lock the row instead, so that one entity
+# written by many clients at once still makes progress.
+FAST_ATTEMPTS = 2
 # Failures after which running the whole batch again is safe and may succeed.
 RETRYABLE = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError,
              asyncpg.SerializationError)
@@ -50,6 +55,7 @@ _READ_SNAPSHOT = ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
 _GET = f"SELECT {COLUMNS} FROM entities e WHERE e.tenant = $1 AND e.id = $2"  # noqa: S608
 _TENANT = "SELECT 1 FROM tenants WHERE name = $1"
 _DELETE_TYPE = "DELETE FROM entities WHERE tenant = $1 AND types @> ARRAY[$2::text]"
+_RETURNED = COLUMNS.replace("e.", "entities.")  # the same columns, of the deleted rows
 _TYPE_COUNTS = ("SELECT t, count(DISTINCT e.pk) FROM entities e, unnest(e.types) t "
                 "WHERE e.tenant = $1 GROUP BY t ORDER BY t")
 _TYPE_ATTRS = ("SELECT t, a.key, a.value -> 0 ->> 'type' FROM entities e, "
@@ -61,9 +67,14 @@ _ATTRS = ("SELECT a.key, t, a.value -> 0 ->> 'type', count(*) FROM entities e, "
 
 @dataclass(slots=True)
 class _Attempt:
-    """How far one run of a batch got."""
+    """How far one run of a batch got, and which path it takes."""
 
     committing: bool = False
+    fast: bool = False
+
+    def writing(self) -> None:
+        """From now on a lost connection leaves the outcome unknown."""
+        self.committing = True
 
 
 def row_to_entity(row: Sequence[Any]) -> Entity:
@@ -83,6 +94,7 @@ class PostgresEntityStore:
         self.invalidations.subscribe(self._invalidate)
         self._tenants: set[str] = set()  # known to exist
         self.journals: list[mutations.PgJournal] = []
+        self._deferrable = True  # every journal so far writes through single.Deferred
 
     def add_journal(self, journal: mutations.PgJournal) -> None:
         """Have `journal` see every mutate() batch's changes inside its transaction."""
@@ -171,8 +183,9 @@ class PostgresEntityStore:
         if not mutations:
             return []
         reconnected = False
+        fast = len(mutations) == 1 and "\x00" not in mutations[0].entity_id + tenant
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            state = _Attempt()
+            state = _Attempt(fast=fast and attempt <= FAST_ATTEMPTS and self._deferrable)
             try:
                 outcomes, wrote = await self.db.run(
                     partial(self._run, tenant=tenant, batch=mutations, state=state), retry=False)
@@ -195,6 +208,12 @@ class PostgresEntityStore:
     async def _run(self, conn: asyncpg.Connection, tenant: str, batch: Sequence[Mutation],
                    state: _Attempt) -> tuple[list[MutationOutcome], bool]:
         new_tenant = tenant not in self._tenants
+        if state.fast:
+            try:
+                return await single.apply_one(conn, tenant, batch[0], new_tenant, now_iso(),
+                                              self.journals, state.writing)
+            except single.NeedsConnection:  # nothing written: run the general path instead
+                self._deferrable = False
         async with conn.transaction():
             result = await mutations.apply(conn, tenant, batch, new_tenant, now_iso(),
                                            self.journals)
@@ -205,8 +224,20 @@ class PostgresEntityStore:
         """Delete every entity of a type (their geo rows cascade)."""
         if "\x00" in type_iri or "\x00" in tenant:
             return 0
-        status = await self.db.run(lambda conn: conn.execute(_DELETE_TYPE, tenant, type_iri))
-        return int(status.split()[-1])
+        if not self.journals:
+            status = await self.db.run(lambda conn: conn.execute(_DELETE_TYPE, tenant, type_iri))
+            return int(status.split()[-1])
+
+        async def job(conn: asyncpg.Connection) -> int:
+            async with conn.transaction():
+                rows = await conn.fetch(_DELETE_TYPE + f" RETURNING {_RETURNED}", tenant,
+                                        type_iri)
+                applied = [Applied(e.id, e, None) for e in map(row_to_entity, rows)]
+                for journal in self.journals if applied else ():
+                    await journal(conn, tenant, applied)
+            return len(rows)
+
+        return await self.db.run(job, retry=False)
 
     async def types(self, tenant: str) -> list[TypeInfo]:
         """Entity types with counts and the attributes their entities have."""

@@ -18,8 +18,15 @@ import orjson
 from urbis.context.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from urbis.context.query.q import datetime_key
 from urbis.context.subscription import FAILED, OK, Delivery, Subscription, from_record, to_record
-from urbis.storage.base import NotificationOutcome, SubscriptionPage, SubscriptionUpdate
+from urbis.storage.base import (
+    TOPIC_SUBSCRIPTIONS,
+    DeliveryTally,
+    NotificationOutcome,
+    SubscriptionPage,
+    SubscriptionUpdate,
+)
 from urbis.storage.postgres.db import Database
+from urbis.storage.postgres.notify import announce
 
 _COLUMNS = ("s.body, s.times_sent, s.times_failed, s.last_notification, s.last_success, "
             "s.last_failure, s.last_status")
@@ -47,8 +54,18 @@ _RECORD = (
     "UPDATE subscriptions SET times_sent = times_sent + 1, "
     "times_failed = times_failed + CASE WHEN $1 THEN 0 ELSE 1 END, last_notification = $2, "
     "last_success = CASE WHEN $1 THEN $2 ELSE last_success END, "
-    "last_failure = CASE WHEN $1 THEN last_failure ELSE $2 END, last_status = $3 "
-    "WHERE tenant = $4 AND id = $5")
+    "last_failure = CASE WHEN $1 THEN last_failure ELSE $2 END, "
+    "last_status = coalesce($3, last_status) WHERE tenant = $4 AND id = $5")
+_TALLY = (
+    "UPDATE subscriptions s SET times_sent = s.times_sent + t.sent, "
+    "times_failed = s.times_failed + t.failed, "
+    "last_notification = coalesce(t.last_notification, s.last_notification), "
+    "last_success = coalesce(t.last_success, s.last_success), "
+    "last_failure = coalesce(t.last_failure, s.last_failure), "
+    "last_status = coalesce(t.last_status, s.last_status) "
+    "FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], "
+    "$7::text[], $8::text[]) AS t(tenant, id, sent, failed, last_notification, last_success, "
+    "last_failure, last_status) WHERE s.tenant = t.tenant AND s.id = t.id")
 _TYPES = ("INSERT INTO subscription_types (pk, tenant, type) "
           "SELECT $1, $2, unnest($3::text[])")
 _ATTRS = ("INSERT INTO subscription_attrs (pk, tenant, attr) "
@@ -91,6 +108,7 @@ class PostgresSubscriptionStore:
                     raise AlreadyExists(f"subscription {sub.id} already exists")
                 await _index(conn, tenant, pk, sub)
                 await conn.execute(_ADD_TENANT, tenant, sub.created_at)
+                await announce(conn, TOPIC_SUBSCRIPTIONS, tenant)
 
         await self.db.run(job, retry=False)
 
@@ -131,6 +149,7 @@ class PostgresSubscriptionStore:
                 await conn.execute(_REWRITE, _body(new), *_columns(new), new.modified_at,
                                    row[0])
                 await _index(conn, tenant, row[0], new)
+                await announce(conn, TOPIC_SUBSCRIPTIONS, tenant)
             return new
 
         return await self.db.run(job, retry=False)
@@ -139,9 +158,14 @@ class PostgresSubscriptionStore:
         """Delete (its index rows cascade)."""
         if "\x00" in tenant or "\x00" in subscription_id:
             return False
-        status = await self.db.run(
-            lambda conn: conn.execute(_DELETE, tenant, subscription_id), retry=False)
-        return status != "DELETE 0"
+
+        async def job(conn: asyncpg.Connection) -> str:
+            async with conn.transaction():
+                status: str = await conn.execute(_DELETE, tenant, subscription_id)
+                await announce(conn, TOPIC_SUBSCRIPTIONS, tenant)
+            return status
+
+        return await self.db.run(job, retry=False) != "DELETE 0"
 
     async def record_notification(self, tenant: str, subscription_id: str,
                                   outcome: NotificationOutcome) -> bool:
@@ -149,9 +173,20 @@ class PostgresSubscriptionStore:
         if "\x00" in tenant or "\x00" in subscription_id:
             return False
         status = await self.db.run(lambda conn: conn.execute(
-            _RECORD, outcome.ok, outcome.at, OK if outcome.ok else FAILED, tenant,
+            _RECORD, outcome.ok, outcome.at,
+            OK if outcome.ok else FAILED if outcome.final else None, tenant,
             subscription_id), retry=False)
         return status != "UPDATE 0"
+
+    async def record_notifications(self, tallies: Sequence[DeliveryTally]) -> None:
+        """Add many subscriptions' attempts in one statement."""
+        keep = [t for t in tallies if "\x00" not in t.tenant + t.subscription_id]
+        if not keep:
+            return
+        columns = [[getattr(t, name) for t in keep] for name in (
+            "tenant", "subscription_id", "sent", "failed", "last_notification",
+            "last_success", "last_failure", "last_status")]
+        await self.db.run(lambda conn: conn.execute(_TALLY, *columns), retry=False)
 
     async def active(self, now: str) -> list[tuple[str, Subscription]]:
         """Every tenant's subscriptions that are neither paused nor expired."""

@@ -87,6 +87,136 @@ MIGRATIONS: list[str] = [
     CREATE INDEX subscription_attrs_lookup ON subscription_attrs (tenant, attr);
     CREATE INDEX subscription_attrs_pk ON subscription_attrs (pk);
     """,
+    # temporal: entity histories (the temporal API). One row per entity ever recorded
+    # (`deleted_at` once deleted), one per instance series (attribute + datasetId, '' for the
+    # default instance) and one per attribute instance. Times are integer microseconds since
+    # the epoch; `observed_at` is the instance's observedAt, or when it was recorded;
+    # `created_at` is when it was recorded, `modified_at` when it was last changed; `num` is a
+    # numeric Property value (aggregations run on the index); `deleted_at` marks the record
+    # of a deletion; `body` is the instance JSON without its system timestamps.
+    # `temporal_rollups` sums each series' instances per hour of observed_at, so aggregations
+    # over whole hours read one row per series and hour instead of every instance.
+    """
+    CREATE TABLE temporal_entities (
+        tpk INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        types TEXT NOT NULL,
+        scopes TEXT,
+        created_at TEXT NOT NULL,
+        modified_at TEXT NOT NULL,
+        deleted_at TEXT,
+        UNIQUE (tenant, id)
+    );
+    CREATE TABLE temporal_series (
+        sid INTEGER PRIMARY KEY,
+        tpk INTEGER NOT NULL REFERENCES temporal_entities (tpk) ON DELETE CASCADE,
+        attr TEXT NOT NULL,
+        dataset_id TEXT NOT NULL,
+        UNIQUE (tpk, attr, dataset_id)
+    );
+    CREATE TABLE temporal_instances (
+        ipk INTEGER PRIMARY KEY,
+        sid INTEGER NOT NULL REFERENCES temporal_series (sid) ON DELETE CASCADE,
+        observed_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        modified_at INTEGER NOT NULL,
+        num REAL,
+        deleted_at INTEGER,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX temporal_instances_observed
+        ON temporal_instances (sid, observed_at, num, deleted_at);
+    CREATE TABLE temporal_rollups (
+        sid INTEGER NOT NULL REFERENCES temporal_series (sid) ON DELETE CASCADE,
+        slot INTEGER NOT NULL,        -- hour of observed_at since the epoch
+        n_total INTEGER NOT NULL,     -- instances (not deletions)
+        n_num INTEGER NOT NULL,       -- numeric ones: their sum, sum of squares, min, max
+        s1 REAL,
+        s2 REAL,
+        lo REAL,
+        hi REAL,
+        first_at INTEGER NOT NULL,    -- earliest and latest observed_at
+        last_at INTEGER NOT NULL,
+        PRIMARY KEY (sid, slot)
+    ) WITHOUT ROWID;
+    """,
+    # notification outbox: each write batch's changes (`changes`, JSON) recorded in its own
+    # transaction, claimed by a notifier under a lease; notifications to send again; the next
+    # run of each periodic subscription.
+    """
+    CREATE TABLE notify_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: claims go by "seq > last"
+        tenant TEXT NOT NULL,
+        changes BLOB NOT NULL,
+        created REAL NOT NULL,        -- epoch seconds of the write
+        lease_until REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE notify_retries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        subscription_id TEXT NOT NULL,
+        body BLOB NOT NULL,           -- the Notification (JSON)
+        attempts INTEGER NOT NULL,
+        next_at REAL NOT NULL,        -- epoch seconds; pushed ahead while claimed
+        error TEXT
+    );
+    CREATE INDEX notify_retries_due ON notify_retries (next_at);
+    ALTER TABLE subscriptions ADD COLUMN periodic_next REAL;
+    """,
+    # API keys: the SHA-256 of each key, never the key; `grants` holds tenants / types /
+    # entities / department as JSON.
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        roles TEXT NOT NULL,          -- JSON array of role names
+        key_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        grants TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    """,
+    # audit log (urbis.context.audit): records are inserted unsealed (hash NULL); the sealer
+    # gives them chain_pos and hash. `audit_chain` (one row) holds the head of the chain and
+    # its anchor, the last record purged by retention. Triggers keep sealed records as they
+    # are and let only records behind the anchor be deleted.
+    """
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        roles TEXT NOT NULL,          -- JSON array
+        client TEXT,
+        request_id TEXT,
+        operation TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT,
+        entity_ids TEXT NOT NULL,     -- JSON array (at most MAX_IDS of entity_count)
+        entity_count INTEGER NOT NULL,
+        attributes TEXT NOT NULL,     -- JSON array
+        chain_pos INTEGER,
+        hash TEXT
+    );
+    CREATE INDEX audit_log_at ON audit_log (at);
+    CREATE UNIQUE INDEX audit_log_chain ON audit_log (chain_pos) WHERE chain_pos IS NOT NULL;
+    CREATE INDEX audit_log_unsealed ON audit_log (seq) WHERE hash IS NULL;
+    CREATE TABLE audit_chain (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        anchor_pos INTEGER NOT NULL,
+        anchor_hash TEXT NOT NULL,
+        anchor_at TEXT,
+        head_pos INTEGER NOT NULL,
+        head_hash TEXT NOT NULL
+    );
+    INSERT INTO audit_chain VALUES (1, 0, '', NULL, 0, '');
+    CREATE TRIGGER audit_log_sealed BEFORE UPDATE ON audit_log WHEN OLD.hash IS NOT NULL
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_purge BEFORE DELETE ON audit_log
+    WHEN OLD.chain_pos IS NULL OR OLD.chain_pos > (SELECT anchor_pos FROM audit_chain)
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
 ]
 
 

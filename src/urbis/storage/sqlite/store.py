@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import sqlite3
 from collections.abc import Sequence
 
@@ -9,6 +10,7 @@ from urbis.context.model import Entity
 from urbis.storage.base import (
     CAP_GEO,
     CAP_REGEX,
+    Applied,
     AttributeInfo,
     EntityQuery,
     Mutation,
@@ -109,8 +111,11 @@ class SqliteEntityStore:
 
     async def mutate(self, tenant: str, mutations: Sequence[Mutation]) -> list[MutationOutcome]:
         """Apply read-modify-write mutations in one transaction of the writer."""
+        # Journals run on the writer thread in a copy of this context (the audit journal
+        # reads who is calling from it).
+        ctx = contextvars.copy_context()
         outcomes = await self.db.write(
-            lambda conn: writes.apply(conn, tenant, mutations, self.journals))
+            lambda conn: ctx.run(writes.apply, conn, tenant, mutations, self.journals))
         if any(o.change is not None for o in outcomes):
             self._tenants.add(tenant)
         return outcomes
@@ -121,10 +126,15 @@ class SqliteEntityStore:
         def job(conn: sqlite3.Connection) -> int:
             pks = [r[0] for r in conn.execute(
                 "SELECT pk FROM entity_types WHERE tenant = ? AND type = ?", (tenant, type_iri))]
+            gone = writes.load_pks(conn, pks) if self.journals and pks else []
             writes.delete_pks(conn, pks)
+            applied = [Applied(e.id, e, None) for e in gone]
+            for journal in self.journals if applied else ():
+                journal(conn, tenant, applied)
             return len(pks)
 
-        return await self.db.write(job)
+        ctx = contextvars.copy_context()
+        return await self.db.write(lambda conn: ctx.run(job, conn))
 
     async def types(self, tenant: str) -> list[TypeInfo]:
         """Entity types with counts and the attributes their entities have."""

@@ -15,7 +15,12 @@ from typing import Any
 from urbis.context.errors import AlreadyExists, ResourceNotFound
 from urbis.context.query.q import datetime_key
 from urbis.context.subscription import FAILED, OK, Delivery, Subscription, from_record, to_record
-from urbis.storage.base import NotificationOutcome, SubscriptionPage, SubscriptionUpdate
+from urbis.storage.base import (
+    DeliveryTally,
+    NotificationOutcome,
+    SubscriptionPage,
+    SubscriptionUpdate,
+)
 from urbis.storage.sqlite.db import Database
 
 _COLUMNS = ("s.body, s.times_sent, s.times_failed, s.last_notification, s.last_success, "
@@ -39,8 +44,13 @@ _REWRITE = ("UPDATE subscriptions SET body = ?, is_active = ?, expires_key = ?, 
 _RECORD = (
     "UPDATE subscriptions SET times_sent = times_sent + 1, times_failed = times_failed + ?, "
     "last_notification = ?, last_success = CASE WHEN ? THEN ? ELSE last_success END, "
-    "last_failure = CASE WHEN ? THEN last_failure ELSE ? END, last_status = ? "
-    "WHERE tenant = ? AND id = ?")
+    "last_failure = CASE WHEN ? THEN last_failure ELSE ? END, "
+    "last_status = coalesce(?, last_status) WHERE tenant = ? AND id = ?")
+_TALLY = (
+    "UPDATE subscriptions SET times_sent = times_sent + ?, times_failed = times_failed + ?, "
+    "last_notification = coalesce(?, last_notification), "
+    "last_success = coalesce(?, last_success), last_failure = coalesce(?, last_failure), "
+    "last_status = coalesce(?, last_status) WHERE tenant = ? AND id = ?")
 _ADD_TENANT = "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)"
 
 
@@ -124,10 +134,17 @@ class SqliteSubscriptionStore:
                                   outcome: NotificationOutcome) -> bool:
         """Count one notification attempt; False when the subscription is gone."""
         ok, at = outcome.ok, outcome.at
-        args = (0 if ok else 1, at, ok, at, ok, at, OK if ok else FAILED, tenant,
-                subscription_id)
+        status = OK if ok else FAILED if outcome.final else None
+        args = (0 if ok else 1, at, ok, at, ok, at, status, tenant, subscription_id)
         cursor = await self.db.write(lambda c: c.execute(_RECORD, args))
         return bool(cursor.rowcount)
+
+    async def record_notifications(self, tallies: Sequence[DeliveryTally]) -> None:
+        """Add many subscriptions' attempts in one job of the writer."""
+        rows = [(t.sent, t.failed, t.last_notification, t.last_success, t.last_failure,
+                 t.last_status, t.tenant, t.subscription_id) for t in tallies]
+        if rows:
+            await self.db.write(lambda c: c.executemany(_TALLY, rows))
 
     async def active(self, now: str) -> list[tuple[str, Subscription]]:
         """Every tenant's subscriptions that are neither paused nor expired."""

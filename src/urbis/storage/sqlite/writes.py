@@ -58,6 +58,17 @@ def load(conn: sqlite3.Connection, tenant: str, ids: list[str]
     return {i: (row[0], row_to_entity(row)) for i, row in load_rows(conn, tenant, ids).items()}
 
 
+def load_pks(conn: sqlite3.Connection, pks: list[int]) -> list[Entity]:
+    """The entities of some primary keys (a purge's journal), in key order."""
+    found: list[Entity] = []
+    for start in range(0, len(pks), CHUNK):
+        chunk = pks[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {COLUMNS} FROM entities e WHERE e.pk IN ({marks}) ORDER BY e.pk"  # noqa: S608
+        found.extend(row_to_entity(row) for row in conn.execute(sql, chunk))
+    return found
+
+
 def fingerprint(entity: Entity) -> Fingerprint:
     """What decides whether the type and geo index rows must be rewritten."""
     return list(entity.types), [(a, orjson.dumps(g)) for a, g in entity.geo_values()]

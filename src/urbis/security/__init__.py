@@ -1,0 +1,1 @@
+"""Security: who calls (authentication), what they may do (authorisation policy)."""

@@ -1,0 +1,276 @@
+"""The PostgreSQL TemporalStore: entity histories next to the entities.
+
+Every write is one statement (data-modifying CTEs over unnest()ed arrays): upsert the
+entities' history rows (which locks them, so writers of one history serialise), upsert their
+series, insert the instances. Entity changes reach it through `journal`, awaited inside the
+entity batch's transaction; the temporal API writes through the pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from urbis.context.errors import BadRequestData
+from urbis.context.model import Entity, Instance, now_iso
+from urbis.context.temporal import to_micros
+from urbis.context.temporal_records import Record, changes, merge_stored, numeric, record_of
+from urbis.storage.base import Applied, Retention, TemporalPage, TemporalQuery
+from urbis.storage.postgres.db import Database
+from urbis.storage.postgres.temporal_read import run_query
+from urbis.storage.postgres.temporal_rollup import ADD_CTE, recompute
+
+WRITE = """
+WITH ent AS (
+    INSERT INTO temporal_entities AS t (tenant, id, types, scopes, created_at, modified_at,
+        deleted_at)
+    SELECT $1::text, u.id, ARRAY(SELECT jsonb_array_elements_text(u.types)),
+        CASE WHEN u.scopes IS NOT NULL
+            THEN ARRAY(SELECT jsonb_array_elements_text(u.scopes)) END,
+        u.created_at, u.modified_at, u.deleted_at
+    FROM unnest($2::text[], $3::jsonb[], $4::jsonb[], $5::text[], $6::text[], $7::text[])
+        AS u(id, types, scopes, created_at, modified_at, deleted_at)
+    ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, scopes = excluded.scopes,
+        modified_at = excluded.modified_at, deleted_at = excluded.deleted_at
+    RETURNING tpk, id, (xmax = 0) AS inserted
+), ser AS (
+    INSERT INTO temporal_series AS s (tpk, attr, dataset_id)
+    SELECT ent.tpk, v.attr, v.ds
+    FROM unnest($8::text[], $9::text[], $10::text[]) AS v(id, attr, ds)
+    JOIN ent ON ent.id = v.id
+    ON CONFLICT (tpk, attr, dataset_id) DO UPDATE SET attr = excluded.attr
+    RETURNING sid, tpk, attr, dataset_id
+), ins AS (
+    INSERT INTO temporal_instances (sid, observed_at, created_at, modified_at, num, deleted_at,
+        body)
+    SELECT ser.sid, i.observed, i.recorded, i.recorded, i.num, i.deleted, i.body
+    FROM unnest($11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[],
+                $16::float8[], $17::bigint[], $18::jsonb[])
+        AS i(id, attr, ds, observed, recorded, num, deleted, body)
+    JOIN ent ON ent.id = i.id
+    JOIN ser ON ser.tpk = ent.tpk AND ser.attr = i.attr AND ser.dataset_id = i.ds
+    RETURNING sid, observed_at, num, deleted_at
+), """ + ADD_CTE + """
+SELECT id, inserted FROM ent
+"""  # noqa: S608
+WRITE_ONE = """
+WITH ser AS (
+    SELECT s.sid FROM temporal_entities te JOIN temporal_series s ON s.tpk = te.tpk
+        AND s.attr = $3 AND s.dataset_id = $4
+    WHERE te.tenant = $1 AND te.id = $2
+), ins AS (
+    INSERT INTO temporal_instances (sid, observed_at, created_at, modified_at, num, body)
+    SELECT sid, $5::bigint, $6::bigint, $6::bigint, $7::float8, $8::jsonb FROM ser
+    RETURNING sid, observed_at, num, deleted_at
+), """ + ADD_CTE + """
+SELECT count(*) FROM ins
+"""  # noqa: S608
+_TPK = "SELECT tpk FROM temporal_entities WHERE tenant = $1 AND id = $2"
+# Series go with their instances and rollups (no foreign keys: see the schema).
+_DROP_SERIES = """
+, i AS (DELETE FROM temporal_instances WHERE sid IN (SELECT sid FROM gone))
+, r AS (DELETE FROM temporal_rollups WHERE sid IN (SELECT sid FROM gone))
+SELECT 1 FROM gone
+"""
+_DELETE_ENTITY = """
+WITH e AS (DELETE FROM temporal_entities WHERE tenant = $1 AND id = $2 RETURNING tpk),
+gone AS (DELETE FROM temporal_series WHERE tpk IN (SELECT tpk FROM e) RETURNING sid)
+""" + _DROP_SERIES.replace("SELECT 1 FROM gone", "SELECT 1 FROM e")  # noqa: S608
+_DELETE_ATTR = f"""
+WITH gone AS (DELETE FROM temporal_series WHERE tpk = ({_TPK}) AND attr = $3
+    AND ($4::text IS NULL OR dataset_id = $4) RETURNING sid)
+""" + _DROP_SERIES  # noqa: S608
+_GET_INSTANCE = ("SELECT i.body, i.observed_at, i.created_at, i.sid FROM temporal_instances i "  # noqa: S608
+                 "JOIN temporal_series s ON s.sid = i.sid "
+                 f"WHERE s.tpk = ({_TPK}) AND s.attr = $3 AND i.ipk = $4 "
+                 "AND i.deleted_at IS NULL FOR UPDATE OF i")
+_SET_INSTANCE = ("UPDATE temporal_instances SET body = $2::jsonb, observed_at = $3, num = $4, "
+                 "modified_at = $5 WHERE ipk = $1")
+_DELETE_INSTANCE = ("DELETE FROM temporal_instances WHERE ipk = $3 AND sid IN (SELECT sid FROM "  # noqa: S608
+                    f"temporal_series WHERE tpk = ({_TPK}) AND attr = $4) "
+                    "RETURNING sid, observed_at")
+Batch = Sequence[tuple[Entity, str | None, Sequence[Record]]]
+
+
+def now_micros() -> int:
+    """The current time in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+def write_args(tenant: str, batch: Batch) -> list[Any]:
+    """The parameters of WRITE: each entity once (its last state), each series once."""
+    last: dict[str, tuple[Entity, str | None]] = {e.id: (e, d) for e, d, _ in batch}
+    ents: list[list[Any]] = [[] for _ in range(6)]
+    for entity, deleted in last.values():
+        now = entity.modified_at or now_iso()
+        for column, value in zip(ents, (
+                entity.id, orjson.dumps(entity.types),
+                orjson.dumps(entity.scopes) if entity.scopes else None,
+                entity.created_at or now, deleted or now, deleted), strict=True):
+            column.append(value)
+    series: dict[tuple[str, str, str], None] = {}
+    inst: list[list[Any]] = [[] for _ in range(8)]
+    for entity, _, records in batch:
+        for r in records:
+            ds = r.dataset_id or ""
+            series[(entity.id, r.attr, ds)] = None
+            body = orjson.dumps(r.instance)
+            for column, item in zip(inst, (
+                    entity.id, r.attr, ds, r.observed_at, r.recorded_at,
+                    None if r.deleted else numeric(r.instance),
+                    r.recorded_at if r.deleted else None, body), strict=True):
+                column.append(item)
+    keys = list(series)
+    return [tenant, *ents, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+            *inst]
+
+
+async def write(conn: asyncpg.Connection, tenant: str, batch: Batch) -> dict[str, bool]:
+    """Record entities and their new instances; entity id -> whether its history is new."""
+    rows = await conn.fetch(WRITE, *write_args(tenant, batch))
+    return {r[0]: r[1] for r in rows}
+
+
+async def _fast(conn: asyncpg.Connection, tenant: str, change: Applied,
+                records: Sequence[Record]) -> bool:
+    """One instance of a known series, the entity's types and scopes unchanged (a PATCH):
+    one statement that neither rewrites the entity's nor the series' row; False if the
+    series is not there yet (then WRITE does it all)."""
+    before, after = change.before, change.after
+    if len(records) != 1 or before is None or after is None or before.types != after.types \
+            or before.scopes != after.scopes:
+        return False
+    r = records[0]
+    if r.deleted:
+        return False
+    num = numeric(r.instance)
+    found = await conn.fetchval(WRITE_ONE, tenant, after.id, r.attr, r.dataset_id or "",
+                                r.observed_at, r.recorded_at, num, orjson.dumps(r.instance))
+    return bool(found)
+
+
+def _check_text(entity: Entity, records: Sequence[Record]) -> None:
+    texts = [entity.id, *entity.types, *(entity.scopes or ()), *(r.attr for r in records)]
+    bodies = (orjson.dumps(r.instance) for r in records)
+    if any("\x00" in t for t in texts) or any(b"\\u0000" in b for b in bodies):
+        raise BadRequestData("text shall not contain the character U+0000")
+
+
+class PostgresTemporalStore:
+    """TemporalStore over PostgreSQL (the entity store's pool)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def journal(self, conn: asyncpg.Connection, tenant: str, applied: list[Applied]
+                      ) -> None:
+        """The entity store's journal: record what each change added, in its transaction."""
+        now = now_micros()
+        batch: list[tuple[Entity, str | None, Sequence[Record]]] = []
+        for change in applied:
+            current = change.after if change.after is not None else change.before
+            assert current is not None
+            deleted = None if change.after is not None else now_iso()
+            batch.append((current, deleted, changes(change.before, change.after, now)))
+        if len(applied) == 1 and await _fast(conn, tenant, applied[0], batch[0][2]):
+            return
+        await write(conn, tenant, batch)
+
+    async def add(self, tenant: str, entity: Entity, records: Sequence[Record], now: str
+                  ) -> bool:
+        """Record an entity's types/scopes and the given instances (the temporal API)."""
+        _check_text(entity, records)
+        entity.modified_at = now
+        entity.created_at = entity.created_at or now
+        created = await self.db.run(lambda conn: write(conn, tenant, [(entity, None, records)]))
+        return created.get(entity.id, False)
+
+    async def query(self, tenant: str, query: TemporalQuery) -> TemporalPage:
+        """Histories of matching entities (see temporal_read)."""
+        if "\x00" in tenant:
+            return TemporalPage([], 0 if query.entities.count else None)
+        try:
+            return await self.db.run(lambda conn: run_query(conn, tenant, query))
+        except asyncpg.InvalidRegularExpressionError as exc:
+            raise BadRequestData(f"Invalid regular expression for PostgreSQL: {exc}") from None
+
+    async def delete_entity(self, tenant: str, entity_id: str) -> bool:
+        """Forget an entity's history (its series and instances cascade)."""
+        if "\x00" in entity_id:
+            return False
+        rows = await self.db.run(lambda conn: conn.fetch(_DELETE_ENTITY, tenant, entity_id))
+        return bool(rows)
+
+    async def delete_attr(self, tenant: str, entity_id: str, attr: str,
+                          dataset_id: str | None, delete_all: bool) -> bool:
+        """Forget an attribute's series (one datasetId, or all with delete_all)."""
+        if "\x00" in entity_id + attr + (dataset_id or ""):
+            return False
+        args: list[Any] = [tenant, entity_id, attr, None if delete_all else dataset_id or ""]
+        rows = await self.db.run(lambda conn: conn.fetch(_DELETE_ATTR, *args))
+        return bool(rows)
+
+    async def modify_instance(self, tenant: str, entity_id: str, attr: str, key: int,
+                              instance: Instance, now: str) -> bool:
+        """Merge new members into one stored instance (its series stays the same)."""
+        if "\x00" in entity_id + attr:
+            return False
+        when = to_micros(now)
+
+        async def job(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                row = await conn.fetchrow(_GET_INSTANCE, tenant, entity_id, attr, key)
+                if row is None:
+                    return False
+                body, observed, created, sid = row
+                merged = merge_stored(body, instance)
+                rec = record_of(attr, merged, created)
+                _check_text(Entity(entity_id, []), [rec])
+                at = rec.observed_at if "observedAt" in merged else observed
+                await conn.execute(_SET_INSTANCE, key, orjson.dumps(rec.instance), at,
+                                   numeric(rec.instance), when)
+                await recompute(conn, [(sid, observed), (sid, at)])
+                return True
+
+        return await self.db.run(job)
+
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, key: int) -> bool:
+        """Delete one instance of an entity's attribute."""
+        if "\x00" in entity_id + attr:
+            return False
+        async def job(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                gone = await conn.fetch(_DELETE_INSTANCE, tenant, entity_id, key, attr)
+                await recompute(conn, [(r[0], r[1]) for r in gone])
+            return bool(gone)
+
+        return await self.db.run(job)
+
+    async def expire(self, retention: Retention, now: int, batch: int = 5000) -> int:
+        """Delete up to `batch` instances observed before their entity's retention period."""
+        args: list[Any] = [now, batch, retention.default]
+        keep = "$3::bigint"
+        if retention.by_type:
+            cases = []
+            for type_iri, period in retention.by_type.items():
+                args += [type_iri, period]
+                cases.append(f"WHEN ${len(args) - 1}::text THEN ${len(args)}::bigint")
+            keep = (f"COALESCE((SELECT max(CASE t {' '.join(cases)} END) "  # noqa: S608
+                    "FROM unnest(te.types) t), $3::bigint)")
+        sql = ("DELETE FROM temporal_instances WHERE ipk IN (SELECT i.ipk FROM "  # noqa: S608
+               "temporal_entities te JOIN temporal_series s ON s.tpk = te.tpk JOIN "
+               f"temporal_instances i ON i.sid = s.sid AND i.observed_at < $1 - {keep} LIMIT $2) "
+               "RETURNING sid, observed_at")
+
+        async def job(conn: asyncpg.Connection) -> int:
+            async with conn.transaction():
+                gone = await conn.fetch(sql, *args)
+                await recompute(conn, [(r[0], r[1]) for r in gone])
+            return len(gone)
+
+        return await self.db.run(job)
+
