@@ -111,3 +111,9 @@ async def test_store_latency_is_measured(client: httpx.AsyncClient) -> None:
     got = samples((await client.get("/metrics")).text)
     for op in ("get", "query", "mutate"):
         assert got[("urbis_store_operation_seconds_count", (("operation", op),))] >= 1
+
+
+async def test_notification_metrics_are_exposed(client: httpx.AsyncClient) -> None:
+    got = samples((await client.get("/metrics")).text)
+    assert got[("urbis_notifications_queued", (("kind", "changes"),))] >= 0
+    assert got[("urbis_notifications_queued", (("kind", "retries"),))] >= 0

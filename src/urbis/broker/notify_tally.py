@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from urbis.context.subscription import FAILED, OK
+from urbis.observability.metrics import NOTIFICATIONS
 from urbis.storage.base import DeliveryTally, SubscriptionStore
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Tallies:
             tally = self._open[key] = DeliveryTally(tenant, subscription_id)
         tally.sent += 1
         tally.last_notification = at
+        NOTIFICATIONS.labels("sent" if ok else "failed" if final else "retried").inc()
         if ok:
             tally.last_success, tally.last_status = at, OK
         else:

@@ -53,8 +53,12 @@ class SupportService:
         if self._stats is not None and now - self._stats[0] < STATS_TTL:
             return self._stats[1]
         counts = await self.stores.entities.tenant_counts()
-        samples: GaugeSamples = [(
-            "urbis_entities", "Entities stored, per tenant.",
-            [({"tenant": tenant}, float(n)) for tenant, n in sorted(counts.items())])]
+        changes, retries = await self.stores.outbox.backlog()
+        samples: GaugeSamples = [
+            ("urbis_entities", "Entities stored, per tenant.",
+             [({"tenant": tenant}, float(n)) for tenant, n in sorted(counts.items())]),
+            ("urbis_notifications_queued",
+             "Outbox rows waiting: changes to match, notifications to retry.",
+             [({"kind": "changes"}, float(changes)), ({"kind": "retries"}, float(retries))])]
         self._stats = (now, samples)
         return samples

@@ -36,7 +36,8 @@ LATENCY = Histogram("urbis_http_request_duration_seconds",
 STORE_LATENCY = Histogram("urbis_store_operation_seconds", "Time of store operations.",
                           ("operation",), buckets=BUCKETS)
 NOTIFICATIONS = Counter("urbis_notifications_total",
-                        "Notifications by outcome (queued, sent, failed).", ("outcome",))
+                        "Notification attempts by outcome (sent, retried, failed: given up).",
+                        ("outcome",))
 AGENT_MEASURES = Counter("urbis_agent_measures_total",
                          "Device measures received by IoT agents, by outcome.",
                          ("agent", "outcome"))
