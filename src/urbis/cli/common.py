@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 from tqdm import tqdm
 
 from urbis.broker.container import Broker, build_broker
+from urbis.broker.maintenance import is_unreachable
 from urbis.context.errors import NgsiError
 from urbis.settings import Settings
-from urbis.storage.admin import is_unreachable
 
 # The rule of the NGSILD-Tenant header (urbis.api.ngsild.common), so that what the command
 # line writes can be read over HTTP.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from urbis.broker.maintenance import SchemaError, StoreUnreachable, upgrade_schema
 from urbis.cli.common import CliError, add_store_option, redact, run
 from urbis.settings import Settings
-from urbis.storage.admin import SchemaError, StoreUnreachable, upgrade_schema
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
