@@ -64,7 +64,8 @@ async def _empty(url: str) -> None:
         await conn.execute("TRUNCATE entities, geo, tenants, jsonld_contexts, subscriptions, "
                            "subscription_types, subscription_attrs, notify_changes, "
                            "notify_retries, temporal_entities, temporal_series, "
-                           "temporal_instances, temporal_rollups, api_keys, audit_log "
+                           "temporal_instances, temporal_rollups, temporal_pending, api_keys, "
+                           "audit_log "
                            "RESTART IDENTITY")
         await conn.execute("UPDATE audit_chain SET anchor_pos = 0, anchor_hash = '', "
                            "anchor_at = NULL, head_pos = 0, head_hash = ''")

@@ -285,3 +285,70 @@ async def test_hourly_rollups_agree_with_instances(stores: Stores,
     assert await temporal.expire(Retention(default=DAY), base + 4 * DAY) == 8
     assert (await temporal.query("t1", query([CAR], aggr_methods=methods,
                                              aggr_period=hour))).entities[0].aggregates == {}
+
+
+async def test_journaled_changes_are_settled_in_bulk(stores: Stores,
+                                                     temporal: TemporalStore) -> None:
+    """Entity writes only journal their changes; `settle` writes them into histories, and a
+    query before that sees them all the same."""
+    await history(stores, n=3)
+    before = await temporal.query("t1", query([CAR]))  # catches up by itself
+    assert values(before.entities[0]) == [1, 2, 3]
+    await stores.entities.mutate("t1", [setter(CAR, day(4), speed=4)])
+    assert await temporal.settle() >= 1  # the new change
+    assert await temporal.settle() == 0  # nothing more
+    [e] = (await temporal.query("t1", query([CAR]))).entities
+    assert values(e) == [1, 2, 3, 4]  # each change recorded once
+
+
+async def test_settle_steps_are_bounded_and_keep_order(stores: Stores,
+                                                       temporal: TemporalStore) -> None:
+    for i in range(1, 6):
+        await stores.entities.mutate("t1", [Mutation(f"urn:ngsi-ld:Car:{i}", lambda cur, i=i:
+                                                     Change(create(cur, car(i, speed=0),
+                                                                   day(1))))])
+    for step in range(1, 4):
+        for i in range(1, 6):
+            await stores.entities.mutate("t1", [setter(f"urn:ngsi-ld:Car:{i}", day(1 + step),
+                                                       speed=step)])
+    settled = 0
+    while done := await temporal.settle(limit=4):
+        assert done <= 4
+        settled += done
+    assert settled == 20  # 5 creations, 15 updates: one journaled batch each
+    page = await temporal.query("t1", query(limit=10))
+    assert [values(e) for e in page.entities] == [[0, 1, 2, 3]] * 5
+
+
+async def test_journaled_changes_survive_a_restart(settings: Settings) -> None:
+    """Acknowledged changes not yet settled are in the history after the store reopens."""
+    first = await open_stores(settings.store, synchronous="normal")
+    await history(first, n=2)
+    await first.close()  # without settling (as if the process had been killed)
+    again = await open_stores(settings.store, synchronous="normal")
+    try:
+        assert again.temporal is not None
+        [e] = (await again.temporal.query("t1", query([CAR]))).entities
+        assert values(e) == [1, 2] and values(e, "brand") == ["seat"]
+    finally:
+        await again.close()
+
+
+async def test_deleting_a_history_forgets_unsettled_changes(stores: Stores,
+                                                            temporal: TemporalStore) -> None:
+    await history(stores, n=2)
+    assert await temporal.delete_entity("t1", CAR)
+    assert await temporal.settle() == 0
+    assert (await temporal.query("t1", query([CAR]))).entities == []
+
+
+async def test_settling_keeps_tenants_apart(stores: Stores, temporal: TemporalStore) -> None:
+    for tenant, value in (("t1", 1), ("t2", 2), ("t1", 3), ("t2", 4)):
+        await stores.entities.mutate(tenant, [Mutation(CAR, lambda cur, v=value: Change(
+            create(cur, car(1, speed=v), day(1))) if cur is None else setter(
+                CAR, day(v), speed=v).fn(cur))])
+    while await temporal.settle():
+        pass
+    one = (await temporal.query("t1", query([CAR]))).entities[0]
+    two = (await temporal.query("t2", query([CAR]))).entities[0]
+    assert (values(one), values(two)) == ([1, 3], [2, 4])

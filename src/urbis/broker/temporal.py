@@ -58,33 +58,54 @@ def retention_of(text: str) -> Retention:
                                for t, p in by_type.items()})
 
 
+SETTLE_BATCH = 64  # journaled write batches per settle step
+
+
 class TemporalService:
     """Read and write entity histories; the only way adapters reach the TemporalStore."""
 
     def __init__(self, store: TemporalStore, entities: EntityService, paging: Paging, *,
                  instance_limit: int = 1000, retention: Retention | None = None,
-                 purge_interval: float = 3600.0) -> None:
+                 purge_interval: float = 3600.0, settle_interval: float = 0.05) -> None:
         self.store = store
         self.entities = entities
         self.paging = paging
         self.instance_limit = instance_limit
         self.retention = retention
         self.purge_interval = purge_interval
+        self.settle_interval = settle_interval
         self._task: asyncio.Task[None] | None = None
+        self._settler: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start the periodic retention purge (when a retention is set)."""
+        """Start settling journaled changes into histories, and the periodic retention purge
+        (when a retention is set)."""
+        loop = asyncio.get_running_loop()
+        if self._settler is None:
+            self._settler = loop.create_task(self._settle_loop())
         if self.retention is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._purge_loop())
+            self._task = loop.create_task(self._purge_loop())
 
     @internal
     async def close(self) -> None:
-        """Stop the purge task."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop the background tasks (what is still pending is settled at the next start,
+        or before the next temporal request)."""
+        tasks, self._task, self._settler = (self._task, self._settler), None, None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _settle_loop(self) -> None:
+        while True:
+            done = 0
+            try:
+                done = await self.store.settle(SETTLE_BATCH)
+            except Exception:
+                log.exception("writing journaled changes into histories failed; trying again")
+            # more is waiting: go on at once (other work still runs in between)
+            await asyncio.sleep(0 if done >= SETTLE_BATCH else self.settle_interval)
 
     async def _purge_loop(self) -> None:
         while True:

@@ -18,6 +18,7 @@ from urbis.broker.samples import load_samples
 from urbis.observability import logs
 from urbis.observability.metrics import MULTIPROC_ENV
 from urbis.settings import Settings, load_settings, settings_env
+from urbis.utils.gctune import tune_gc
 
 # Workers are fresh interpreters: uvicorn imports the app by name in each of them.
 WORKER_APP = "urbis.cli.serve:worker_app"
@@ -32,6 +33,7 @@ def serve(settings: Settings, demo: bool = False) -> int:
     configure_logging(settings)
     app = create_app(settings, demo=demo)
     announce(settings)
+    tune_gc()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, loop="auto", http="auto", lifespan="on", log_config=None,
                 ssl_certfile=settings.tls_certfile or None,
@@ -69,7 +71,9 @@ def worker_app() -> Starlette:
     """The app of one worker process, configured by the URBIS_* variables of its parent."""
     settings = load_settings()
     configure_logging(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app
 
 
 def configure_logging(settings: Settings) -> None:

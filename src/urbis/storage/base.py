@@ -264,8 +264,9 @@ class Retention:
 class TemporalStore(Protocol):
     """The temporal evolution of entities, per tenant: attribute instances over time.
 
-    Entity changes reach it through the entity store's journal (same transaction); the
-    temporal API adds, modifies and deletes instances directly.
+    Entity changes reach it through the entity store's journal (same transaction), which may
+    keep them pending and write them into histories in bulk later (`settle`); the temporal
+    API adds, modifies and deletes instances directly.
     """
 
     async def add(self, tenant: str, entity: Entity, records: Sequence[Record], now: str
@@ -293,6 +294,12 @@ class TemporalStore(Protocol):
         """Delete up to `batch` instances observed longer ago than retention; how many.
 
         An instance's time is its observedAt, or when it was recorded if it has none.
+        """
+
+    async def settle(self, limit: int = 64) -> int:
+        """Write up to `limit` journaled write batches into histories; how many it wrote.
+
+        Every other method sees all journaled changes, settled or not.
         """
 
 

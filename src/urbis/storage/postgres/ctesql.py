@@ -9,6 +9,7 @@ parameters) is refused with None, and the caller runs the statements apart inste
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -105,12 +106,27 @@ def combine(first: str, args: list[object], statements: list[tuple[str, tuple[ob
     `first` is CTE text with parameters $1..$len(args); `final` a SELECT, to which a count
     of each main SELECT is added (a SELECT CTE that nothing reads does not run). None if
     any statement cannot be combined, or if a CTE name of one statement appears in another
-    (a CTE name hides a table of that name in the whole statement).
+    (a CTE name hides a table of that name in the whole statement). The text depends only
+    on the statements and their parameter counts, so it is built once per shape (and, being
+    the same text each time, asyncpg prepares it once per connection).
     """
-    parts, values, selects = [first], list(args), []
+    shapes = tuple((sql, len(extra)) for sql, extra in statements)
+    sql = _combined(first, len(args), shapes, final)
+    if sql is None:
+        return None
+    values = list(args)
+    for _, extra in statements:
+        values += extra
+    return sql, values
+
+
+@functools.lru_cache(maxsize=512)
+def _combined(first: str, count: int, shapes: tuple[tuple[str, int], ...], final: str
+              ) -> str | None:
+    parts, selects, offset = [first], [], count
     texts, hoisted = [first], []
-    for index, (sql, extra) in enumerate(statements):
-        parsed = split(shift(sql, len(values)))
+    for index, (sql, extra) in enumerate(shapes):
+        parsed = split(shift(sql, offset))
         if parsed is None:
             return None
         hoisted.append((len(texts), parsed.names))
@@ -119,10 +135,10 @@ def combine(first: str, args: list[object], statements: list[tuple[str, tuple[ob
         parts.append(f"urbis_j{index} AS ({parsed.main})")
         if parsed.verb == "SELECT":
             selects.append(f", (SELECT count(*) FROM urbis_j{index})")  # noqa: S608 (ours)
-        values += extra
+        offset += extra
     for own, names in hoisted:
         others = " ".join(t for i, t in enumerate(texts) if i != own)
         if any(n.startswith("urbis_") or re.search(rf"\b{n}\b", others, re.IGNORECASE)
                for n in names):
             return None
-    return "WITH " + ", ".join(parts) + " " + final + "".join(selects), values
+    return "WITH " + ", ".join(parts) + " " + final + "".join(selects)

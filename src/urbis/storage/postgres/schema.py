@@ -366,6 +366,18 @@ CREATE TRIGGER audit_log_guard BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION urbis_audit_guard();
 """
 
+# Entity changes waiting to be written into histories (see the SQLite schema): one row per
+# write batch, settled in bulk by one worker at a time (urbis.storage.postgres.temporal).
+_TEMPORAL_PENDING = """
+CREATE TABLE temporal_pending (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant text COLLATE "C" NOT NULL,
+    at bigint NOT NULL,
+    size integer NOT NULL,
+    changes bytea NOT NULL
+);
+"""
+
 MIGRATIONS: list[str] = [
     _TABLES + _DATETIME_KEY + _TIME_KEY + _GEO_RELATION,
     _SUBSCRIPTIONS,
@@ -374,6 +386,7 @@ MIGRATIONS: list[str] = [
     _EXPECT_ROWS,
     _API_KEYS,
     _AUDIT,
+    _TEMPORAL_PENDING,
 ]
 
 _VERSION_TABLE = """

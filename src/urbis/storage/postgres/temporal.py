@@ -1,9 +1,13 @@
 """The PostgreSQL TemporalStore: entity histories next to the entities.
 
-Every write is one statement (data-modifying CTEs over unnest()ed arrays): upsert the
-entities' history rows (which locks them, so writers of one history serialise), upsert their
-series, insert the instances. Entity changes reach it through `journal`, awaited inside the
-entity batch's transaction; the temporal API writes through the pool.
+Entity changes reach it through `journal`, awaited inside the entity batch's transaction: one
+INSERT of the batch's changes into `temporal_pending`, a plain write that joins the entity
+write's own statement on the two-round-trip path (urbis.storage.postgres.single). They become
+instances in bulk (`settle`), by one worker at a time (a transaction-level advisory lock, so
+histories are written in the order of the changes), in the background and before anything
+reads or changes a history. Every history write is one statement (data-modifying CTEs over
+unnest()ed arrays): upsert the entities' history rows, upsert their series, insert the
+instances and add them to the hourly rollups. The temporal API writes through the pool.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from urbis.context.changes import decode_changes, encode_changes
 from urbis.context.errors import BadRequestData
 from urbis.context.model import Entity, Instance, now_iso
-from urbis.context.temporal import to_micros
+from urbis.context.temporal import from_micros, to_micros
 from urbis.context.temporal_records import Record, changes, merge_stored, numeric, record_of
 from urbis.storage.base import Applied, Retention, TemporalPage, TemporalQuery
 from urbis.storage.postgres.db import Database
@@ -57,18 +62,6 @@ WITH ent AS (
 ), """ + ADD_CTE + """
 SELECT id, inserted FROM ent
 """  # noqa: S608
-WRITE_ONE = """
-WITH ser AS (
-    SELECT s.sid FROM temporal_entities te JOIN temporal_series s ON s.tpk = te.tpk
-        AND s.attr = $3 AND s.dataset_id = $4
-    WHERE te.tenant = $1 AND te.id = $2
-), ins AS (
-    INSERT INTO temporal_instances (sid, observed_at, created_at, modified_at, num, body)
-    SELECT sid, $5::bigint, $6::bigint, $6::bigint, $7::float8, $8::jsonb FROM ser
-    RETURNING sid, observed_at, num, deleted_at
-), """ + ADD_CTE + """
-SELECT count(*) FROM ins
-"""  # noqa: S608
 _TPK = "SELECT tpk FROM temporal_entities WHERE tenant = $1 AND id = $2"
 # Series go with their instances and rollups (no foreign keys: see the schema).
 _DROP_SERIES = """
@@ -93,6 +86,13 @@ _SET_INSTANCE = ("UPDATE temporal_instances SET body = $2::jsonb, observed_at = 
 _DELETE_INSTANCE = ("DELETE FROM temporal_instances WHERE ipk = $3 AND sid IN (SELECT sid FROM "  # noqa: S608
                     f"temporal_series WHERE tpk = ({_TPK}) AND attr = $4) "
                     "RETURNING sid, observed_at")
+_PEND = "INSERT INTO temporal_pending (tenant, at, size, changes) VALUES ($1, $2, $3, $4)"
+_PENDING = "SELECT seq, tenant, at, size, changes FROM temporal_pending ORDER BY seq LIMIT $1"
+_ANY_PENDING = "SELECT EXISTS (SELECT 1 FROM temporal_pending)"
+_SETTLED = "DELETE FROM temporal_pending WHERE seq = ANY($1::bigint[])"
+SETTLE_LOCK = 0x75726269_73746c  # advisory lock of the worker settling histories
+SETTLE_ROWS = 64  # pending rows (write batches) per settle step
+SETTLE_CHANGES = 2000  # ... and at most about this many entity changes
 Batch = Sequence[tuple[Entity, str | None, Sequence[Record]]]
 
 
@@ -135,22 +135,47 @@ async def write(conn: asyncpg.Connection, tenant: str, batch: Batch) -> dict[str
     return {r[0]: r[1] for r in rows}
 
 
-async def _fast(conn: asyncpg.Connection, tenant: str, change: Applied,
-                records: Sequence[Record]) -> bool:
-    """One instance of a known series, the entity's types and scopes unchanged (a PATCH):
-    one statement that neither rewrites the entity's nor the series' row; False if the
-    series is not there yet (then WRITE does it all)."""
-    before, after = change.before, change.after
-    if len(records) != 1 or before is None or after is None or before.types != after.types \
-            or before.scopes != after.scopes:
-        return False
-    r = records[0]
-    if r.deleted:
-        return False
-    num = numeric(r.instance)
-    found = await conn.fetchval(WRITE_ONE, tenant, after.id, r.attr, r.dataset_id or "",
-                                r.observed_at, r.recorded_at, num, orjson.dumps(r.instance))
-    return bool(found)
+def journal_batch(applied: Sequence[Applied], now: int) -> list[tuple[Entity, str | None,
+                                                                      Sequence[Record]]]:
+    """What a batch of entity changes adds to their histories."""
+    batch: list[tuple[Entity, str | None, Sequence[Record]]] = []
+    for change in applied:
+        current = change.after if change.after is not None else change.before
+        assert current is not None
+        deleted = None if change.after is not None else from_micros(now)
+        batch.append((current, deleted, changes(change.before, change.after, now)))
+    return batch
+
+
+async def settle_step(conn: asyncpg.Connection, wait: bool, rows: int = SETTLE_ROWS,
+                      most: int = SETTLE_CHANGES) -> int | None:
+    """In one transaction, turn the oldest pending changes into instances; how many rows.
+
+    None when another worker is settling and `wait` is false.
+    """
+    async with conn.transaction():
+        if wait:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SETTLE_LOCK)
+        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SETTLE_LOCK):
+            return None
+        taken, count = [], 0
+        for row in await conn.fetch(_PENDING, rows):
+            taken.append(row)
+            count += row[3]
+            if count >= most:
+                break
+        groups: list[tuple[str, list[tuple[Entity, str | None, Sequence[Record]]]]] = []
+        for _, tenant, at, _size, data in taken:
+            batch = journal_batch([Applied(*c) for c in decode_changes(data)], at)
+            if groups and groups[-1][0] == tenant:
+                groups[-1][1].extend(batch)
+            else:
+                groups.append((tenant, batch))
+        for tenant, batch in groups:
+            await write(conn, tenant, batch)
+        if taken:
+            await conn.execute(_SETTLED, [row[0] for row in taken])
+        return len(taken)
 
 
 def _check_text(entity: Entity, records: Sequence[Record]) -> None:
@@ -168,21 +193,29 @@ class PostgresTemporalStore:
 
     async def journal(self, conn: asyncpg.Connection, tenant: str, applied: list[Applied]
                       ) -> None:
-        """The entity store's journal: record what each change added, in its transaction."""
-        now = now_micros()
-        batch: list[tuple[Entity, str | None, Sequence[Record]]] = []
-        for change in applied:
-            current = change.after if change.after is not None else change.before
-            assert current is not None
-            deleted = None if change.after is not None else now_iso()
-            batch.append((current, deleted, changes(change.before, change.after, now)))
-        if len(applied) == 1 and await _fast(conn, tenant, applied[0], batch[0][2]):
-            return
-        await write(conn, tenant, batch)
+        """The entity store's journal: keep the batch's changes for `settle`, in its
+        transaction (one plain INSERT: see urbis.storage.postgres.single)."""
+        data = encode_changes((a.entity_id, a.before, a.after) for a in applied)
+        await conn.execute(_PEND, tenant, now_micros(), len(applied), data)
+
+    async def settle(self, limit: int = SETTLE_ROWS) -> int:
+        """Settle some pending changes unless another worker is at it; how many rows."""
+        done = await self.db.run(lambda conn: settle_step(conn, False, limit))
+        return done or 0
+
+    async def _caught_up(self) -> None:
+        """Settle everything journaled so far (waiting for a worker settling meanwhile)."""
+
+        async def job(conn: asyncpg.Connection) -> None:
+            while await conn.fetchval(_ANY_PENDING) and await settle_step(conn, True):
+                pass
+
+        await self.db.run(job)
 
     async def add(self, tenant: str, entity: Entity, records: Sequence[Record], now: str
                   ) -> bool:
         """Record an entity's types/scopes and the given instances (the temporal API)."""
+        await self._caught_up()
         _check_text(entity, records)
         entity.modified_at = now
         entity.created_at = entity.created_at or now
@@ -193,6 +226,7 @@ class PostgresTemporalStore:
         """Histories of matching entities (see temporal_read)."""
         if "\x00" in tenant:
             return TemporalPage([], 0 if query.entities.count else None)
+        await self._caught_up()
         try:
             return await self.db.run(lambda conn: run_query(conn, tenant, query))
         except asyncpg.InvalidRegularExpressionError as exc:
@@ -202,6 +236,7 @@ class PostgresTemporalStore:
         """Forget an entity's history (its series and instances cascade)."""
         if "\x00" in entity_id:
             return False
+        await self._caught_up()
         rows = await self.db.run(lambda conn: conn.fetch(_DELETE_ENTITY, tenant, entity_id))
         return bool(rows)
 
@@ -210,6 +245,7 @@ class PostgresTemporalStore:
         """Forget an attribute's series (one datasetId, or all with delete_all)."""
         if "\x00" in entity_id + attr + (dataset_id or ""):
             return False
+        await self._caught_up()
         args: list[Any] = [tenant, entity_id, attr, None if delete_all else dataset_id or ""]
         rows = await self.db.run(lambda conn: conn.fetch(_DELETE_ATTR, *args))
         return bool(rows)
@@ -219,6 +255,7 @@ class PostgresTemporalStore:
         """Merge new members into one stored instance (its series stays the same)."""
         if "\x00" in entity_id + attr:
             return False
+        await self._caught_up()
         when = to_micros(now)
 
         async def job(conn: asyncpg.Connection) -> bool:
@@ -242,6 +279,7 @@ class PostgresTemporalStore:
         """Delete one instance of an entity's attribute."""
         if "\x00" in entity_id + attr:
             return False
+        await self._caught_up()
         async def job(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
                 gone = await conn.fetch(_DELETE_INSTANCE, tenant, entity_id, key, attr)
@@ -252,6 +290,7 @@ class PostgresTemporalStore:
 
     async def expire(self, retention: Retention, now: int, batch: int = 5000) -> int:
         """Delete up to `batch` instances observed before their entity's retention period."""
+        await self._caught_up()
         args: list[Any] = [now, batch, retention.default]
         keep = "$3::bigint"
         if retention.by_type:

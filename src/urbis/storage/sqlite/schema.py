@@ -217,6 +217,19 @@ MIGRATIONS: list[str] = [
     WHEN OLD.chain_pos IS NULL OR OLD.chain_pos > (SELECT anchor_pos FROM audit_chain)
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # Entity changes waiting to be written into histories: the entity store's journal adds
+    # one row per write batch (its changes, as urbis.context.changes encodes them) in the
+    # batch's transaction; the temporal store turns them into instances in bulk, later or
+    # before anything reads or changes a history (urbis.storage.sqlite.temporal).
+    """
+    CREATE TABLE temporal_pending (
+        seq INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        at INTEGER NOT NULL,          -- when the change was journaled (µs since the epoch)
+        size INTEGER NOT NULL,        -- how many entity changes
+        changes BLOB NOT NULL
+    );
+    """,
 ]
 
 

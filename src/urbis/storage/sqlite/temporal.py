@@ -1,29 +1,36 @@
 """The SQLite TemporalStore: entity histories in the embedded store's file.
 
-Writes run on the writer thread: entity changes through `journal` (registered with the entity
-store, inside the batch's transaction), the temporal API through `Database.write`. Each batch
-is a handful of set-at-a-time statements: upsert the entity rows, look up their keys and
-series, insert the series that are new, insert every instance with one executemany.
+Writes run on the writer thread. Entity changes reach it through `journal` (registered with
+the entity store, inside the batch's transaction), which only adds the batch's changes to
+`temporal_pending`: one INSERT, so that history costs a write request next to nothing. They
+become instances in bulk (`settle`): in the background, and before anything reads or changes
+a history, so every acknowledged change is in the answer of the next temporal request. A
+settle is a handful of set-at-a-time statements per tenant: upsert the entity rows, look up
+their keys and series, insert the series that are new, insert every instance with one
+executemany. Pending rows and the instances made of them commit together, so a crash
+loses nothing and records nothing twice.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
+from urbis.context.changes import decode_changes, encode_changes
 from urbis.context.model import Entity, Instance, now_iso
-from urbis.context.temporal import to_micros
+from urbis.context.temporal import from_micros, to_micros
 from urbis.context.temporal_records import Record, changes, merge_stored, numeric, record_of
 from urbis.storage.base import Applied, Retention, TemporalPage, TemporalQuery
 from urbis.storage.sqlite import temporal_rollup
 from urbis.storage.sqlite.db import Database
 from urbis.storage.sqlite.temporal_read import run_query
 
+T = TypeVar("T")
 CHUNK = 400
 SMALL = 16
 _UPSERT = (
@@ -34,6 +41,10 @@ _UPSERT = (
 _INSERT = ("INSERT INTO temporal_instances (sid, observed_at, created_at, modified_at, num, "
            "deleted_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _TPK = "SELECT tpk FROM temporal_entities WHERE tenant = ? AND id = ?"
+_PEND = "INSERT INTO temporal_pending (tenant, at, size, changes) VALUES (?, ?, ?, ?)"
+_PENDING = "SELECT seq, tenant, at, size, changes FROM temporal_pending ORDER BY seq LIMIT ?"
+SETTLE_ROWS = 64  # pending rows (write batches) per settle step
+SETTLE_CHANGES = 2000  # ... and at most about this many entity changes
 
 
 def now_micros() -> int:
@@ -149,9 +160,34 @@ def journal_items(applied: Sequence[Applied], now: int) -> list[Item]:
         assert current is not None
         same = before is not None and after is not None and before.types == after.types \
             and before.scopes == after.scopes
-        items.append(Item(current, None if after is not None else now_iso(),
+        items.append(Item(current, None if after is not None else from_micros(now),
                           changes(before, after, now), upsert=not same))
     return items
+
+
+def settle_step(conn: sqlite3.Connection, rows: int = SETTLE_ROWS,
+                most: int = SETTLE_CHANGES) -> int:
+    """Turn the oldest pending changes into instances; how many rows were settled."""
+    found = conn.execute(_PENDING, (rows,)).fetchall()
+    taken, count = [], 0
+    for row in found:
+        taken.append(row)
+        count += row[3]
+        if count >= most:
+            break
+    if not taken:
+        return 0
+    groups: list[tuple[str, list[Item]]] = []
+    for _, tenant, at, _size, data in taken:
+        items = journal_items([Applied(*c) for c in decode_changes(data)], at)
+        if groups and groups[-1][0] == tenant:
+            groups[-1][1].extend(items)
+        else:
+            groups.append((tenant, items))
+    for tenant, items in groups:
+        write(conn, tenant, items)
+    conn.execute("DELETE FROM temporal_pending WHERE seq <= ?", (taken[-1][0],))
+    return len(taken)
 
 
 def _entity_row(tenant: str, entity: Entity, deleted: str | None) -> tuple[Any, ...]:
@@ -172,22 +208,58 @@ class SqliteTemporalStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.pending = True  # pending rows may exist (set and cleared on the writer thread)
 
     def journal(self, conn: sqlite3.Connection, tenant: str, applied: list[Applied]) -> None:
-        """The entity store's journal: record what each change added, in its transaction."""
-        write(conn, tenant, journal_items(applied, now_micros()))
+        """The entity store's journal: keep the batch's changes for `settle`, in its
+        transaction."""
+        data = encode_changes((a.entity_id, a.before, a.after) for a in applied)
+        conn.execute(_PEND, (tenant, now_micros(), len(applied), data))
+        self.pending = True
+
+    def _settle_all(self, conn: sqlite3.Connection) -> None:
+        """On the writer: settle everything pending (before a history is read or changed)."""
+        if self.pending:
+            self.pending = False
+            while settle_step(conn):
+                pass
+
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a job on the writer once every pending change is in the histories."""
+
+        def settled(conn: sqlite3.Connection) -> T:
+            self._settle_all(conn)
+            return job(conn)
+
+        return await self.db.write(settled)
+
+    async def settle(self, limit: int = SETTLE_ROWS) -> int:
+        """Settle some pending changes (the background task); how many rows were settled."""
+        if not self.pending:
+            return 0
+
+        def job(conn: sqlite3.Connection) -> int:
+            done = settle_step(conn, limit)
+            if done < limit:
+                self.pending = conn.execute(
+                    "SELECT 1 FROM temporal_pending LIMIT 1").fetchone() is not None
+            return done
+
+        return await self.db.write(job)
 
     async def add(self, tenant: str, entity: Entity, records: Sequence[Record], now: str
                   ) -> bool:
         """Record an entity's types/scopes and the given instances (the temporal API)."""
         entity.modified_at = now
         entity.created_at = entity.created_at or now
-        [created] = await self.db.write(lambda conn: write(conn, tenant,
+        [created] = await self._write(lambda conn: write(conn, tenant,
                                                            [Item(entity, None, records)], True))
         return created
 
     async def query(self, tenant: str, query: TemporalQuery) -> TemporalPage:
         """Histories of matching entities (see temporal_read)."""
+        if self.pending:
+            await self.db.write(self._settle_all)
         return await self.db.read(lambda conn: run_query(conn, tenant, query))
 
     async def delete_entity(self, tenant: str, entity_id: str) -> bool:
@@ -198,7 +270,7 @@ class SqliteTemporalStore:
                                (tenant, entity_id))
             return cur.rowcount > 0
 
-        return await self.db.write(job)
+        return await self._write(job)
 
     async def delete_attr(self, tenant: str, entity_id: str, attr: str,
                           dataset_id: str | None, delete_all: bool) -> bool:
@@ -209,7 +281,7 @@ class SqliteTemporalStore:
             sql += " AND dataset_id = ?"
             params.append(dataset_id or "")
 
-        return await self.db.write(lambda conn: conn.execute(sql, params).rowcount > 0)
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount > 0)
 
     async def modify_instance(self, tenant: str, entity_id: str, attr: str, key: int,
                               instance: Instance, now: str) -> bool:
@@ -234,7 +306,7 @@ class SqliteTemporalStore:
             temporal_rollup.recompute(conn, [(row[3], row[1]), (row[3], observed)])
             return True
 
-        return await self.db.write(job)
+        return await self._write(job)
 
     async def delete_instance(self, tenant: str, entity_id: str, attr: str, key: int) -> bool:
         """Delete one instance of an entity's attribute."""
@@ -246,7 +318,7 @@ class SqliteTemporalStore:
             temporal_rollup.recompute(conn, gone)
             return bool(gone)
 
-        return await self.db.write(job)
+        return await self._write(job)
 
     async def expire(self, retention: Retention, now: int, batch: int = 5000) -> int:
         """Delete up to `batch` instances observed before their entity's retention period."""
@@ -261,7 +333,7 @@ class SqliteTemporalStore:
             temporal_rollup.recompute(conn, gone)
             return len(gone)
 
-        return await self.db.write(job)
+        return await self._write(job)
 
 
 def _retention_sql(retention: Retention) -> tuple[str, list[Any]]:
