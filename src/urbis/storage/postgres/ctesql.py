@@ -60,8 +60,12 @@ class Split:
     verb: str = ""
 
 
+@functools.lru_cache(maxsize=1024)
 def split(sql: str) -> Split | None:
-    """The CTEs and main statement of `sql`; None when it is not a plain write."""
+    """The CTEs and main statement of `sql`; None when it is not a plain write.
+
+    Cached: journals send the same few statements with every write (do not change the
+    result)."""
     if _UNSAFE.search(sql):
         return None
     verb = _VERB.match(sql)
