@@ -36,7 +36,7 @@ from urbis.context.notification import message
 from urbis.context.subscription import Subscription
 from urbis.security.policy import internal
 from urbis.settings import Settings
-from urbis.storage.base import OutboxStore, PendingNotification
+from urbis.storage.base import OutboxChange, OutboxStore, PendingNotification
 
 log = logging.getLogger(__name__)
 HANDOFF = 0.2  # seconds a change batch waits for its sends before handing them to retry rows
@@ -139,9 +139,9 @@ class Notifier:
             await _wait(self._wake, self.settings.notify_poll_interval)
             return False
         now = now_iso()
-        for row in rows:
-            ready = await self.builder.from_change(row, now)
-            self.tracker.add(row.seq, [(r, self._start(r)) for r in ready])
+        for batch in _by_tenant(rows):  # a tenant's consecutive rows: notified together
+            ready = await self.builder.from_changes(batch, now)
+            self.tracker.add([row.seq for row in batch], [(r, self._start(r)) for r in ready])
         return True
 
     def _start(self, ready: Ready) -> asyncio.Task[PendingNotification | None]:
@@ -315,6 +315,17 @@ def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], 
             log.error("notifier task failed", exc_info=task.exception())
 
     return done
+
+
+def _by_tenant(rows: list[OutboxChange]) -> list[list[OutboxChange]]:
+    """Consecutive rows of one tenant together, in order."""
+    out: list[list[OutboxChange]] = []
+    for row in rows:
+        if out and out[-1][0].tenant == row.tenant:
+            out[-1].append(row)
+        else:
+            out.append([row])
+    return out
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

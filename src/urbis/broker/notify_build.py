@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from urbis.broker.contexts import ContextService
@@ -45,6 +46,31 @@ class Ready:
     created: float  # epoch seconds of the change (latency measurements)
 
 
+@dataclass(slots=True)
+class _Group:
+    """The entities of one notification being built."""
+
+    sub: Subscription
+    reason: str
+    created: float
+    data: list[dict[str, Any]] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+
+
+def _group_for(groups: dict[str, list[_Group]], out: list[_Group], sub: Subscription,
+               reason: str, entity_id: str, created: float, most: int) -> _Group:
+    """The subscription's notification that can take this entity (a new one if none)."""
+    mine = groups.setdefault(sub.id, [])
+    last = mine[-1] if mine else None
+    if last is None or last.reason != reason or entity_id in last.ids or \
+            len(last.data) >= most:
+        last = _Group(sub, reason, created)
+        mine.append(last)
+        out.append(last)
+    last.ids.add(entity_id)
+    return last
+
+
 def new_notification_id() -> str:
     """A fresh urn:ngsi-ld:Notification:... id."""
     return ID_PREFIX + str(uuid.uuid4())
@@ -70,23 +96,33 @@ class Builder:
                         "context", sub.id, context_url(sub), exc)
             return core_term_map()
 
-    async def from_change(self, row: OutboxChange, now: str) -> list[Ready]:
-        """The notifications of one write batch."""
-        groups: dict[str, tuple[Subscription, str, list[dict[str, Any]]]] = {}
-        for applied in row.changes:
-            change = EntityChange.of(applied.before, applied.after)
-            for sub in self.index.candidates(row.tenant, change.types, change.attrs):
-                if sub.expired(now):
-                    continue
-                reason = trigger_reason(sub, change)
-                if reason is None:
-                    continue
-                tm = await self.term_map(sub)
-                group = groups.setdefault(sub.id, (sub, reason, []))
-                group[2].append(render_change(sub, change, tm, now))
-        return [Ready(row.tenant, sub, notification_body(sub, data, now, new_notification_id(),
-                                                         reason), row.created)
-                for sub, reason, data in groups.values() if not self.throttled(row.tenant, sub)]
+    async def from_changes(self, rows: Sequence[OutboxChange], now: str) -> list[Ready]:
+        """The notifications of some write batches of one tenant, in their order.
+
+        The changes that match one subscription go out together, as the entities of one
+        notification (at most `max_entities`, and each entity once: a second change of an
+        entity starts the subscription's next notification, so none is lost or merged).
+        """
+        groups: dict[str, list[_Group]] = {}
+        out: list[_Group] = []
+        tenant = rows[0].tenant
+        for row in rows:
+            for applied in row.changes:
+                change = EntityChange.of(applied.before, applied.after)
+                for sub in self.index.candidates(tenant, change.types, change.attrs):
+                    if sub.expired(now):
+                        continue
+                    reason = trigger_reason(sub, change)
+                    if reason is None:
+                        continue
+                    tm = await self.term_map(sub)
+                    group = _group_for(groups, out, sub, reason, applied.entity_id,
+                                       row.created, self.max_entities)
+                    group.data.append(render_change(sub, change, tm, now))
+        return [Ready(tenant, g.sub, notification_body(g.sub, g.data, now,
+                                                       new_notification_id(), g.reason),
+                      g.created)
+                for g in out if not self.throttled(tenant, g.sub)]
 
     def throttled(self, tenant: str, sub: Subscription) -> bool:
         """True when a notification now would come too soon after the last one."""

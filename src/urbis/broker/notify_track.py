@@ -25,7 +25,7 @@ IN_FLIGHT = "in flight"
 
 @dataclass(slots=True)
 class _Row:
-    seq: int
+    seqs: list[int]  # change rows notified together: finished together
     claimed: float  # monotonic seconds
     sends: list[Send]
     pending: int
@@ -53,12 +53,12 @@ class Tracker:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, seq: int, sends: list[Send]) -> None:
-        """A claimed row and the sends started for it."""
-        row = _Row(seq, time.monotonic(), sends, len(sends))
-        self.rows[seq] = row
+    def add(self, seqs: list[int], sends: list[Send]) -> None:
+        """Claimed rows and the sends started for them (together)."""
+        row = _Row(seqs, time.monotonic(), sends, len(sends))
+        self.rows[seqs[0]] = row
         if not sends:
-            self._complete.append(seq)
+            self._complete.append(seqs[0])
             self.wake.set()
         for _, task in sends:
             task.add_done_callback(functools.partial(self._ended, row))
@@ -66,7 +66,7 @@ class Tracker:
     def _ended(self, row: _Row, _task: asyncio.Task[PendingNotification | None]) -> None:
         row.pending -= 1
         if row.pending == 0:
-            self._complete.append(row.seq)
+            self._complete.append(row.seqs[0])
             self.wake.set()
 
     def due_in(self) -> float | None:
@@ -88,12 +88,12 @@ class Tracker:
             row = next(iter(self.rows.values()))
             if now - row.claimed < self.handoff:
                 break
-            del self.rows[row.seq]
+            del self.rows[row.seqs[0]]
             self._collect(row, out)
         return out
 
     def _collect(self, row: _Row, out: Finish) -> None:
-        out.seqs.append(row.seq)
+        out.seqs.extend(row.seqs)
         for ready, task in row.sends:
             if not task.done():
                 pending = PendingNotification(ready.tenant, ready.sub.id, ready.body, 0,
