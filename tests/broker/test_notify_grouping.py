@@ -19,8 +19,12 @@ def vehicle(n: int, speed: int) -> Entity:
 
 def row(seq: int, *changes: tuple[Entity | None, Entity | None]) -> OutboxChange:
     """An outbox row of the default tenant."""
-    return OutboxChange(seq, DEFAULT_TENANT,
-                        [Applied((a or b).id, b, a) for b, a in changes if (a or b)], 0.0)
+    out = []
+    for before, after in changes:
+        state = after if after is not None else before
+        assert state is not None
+        out.append(Applied(state.id, before, after))
+    return OutboxChange(seq, DEFAULT_TENANT, out, 0.0)
 
 
 async def test_rows_claimed_together_make_one_notification_per_entity_round(
