@@ -9,8 +9,8 @@ import pytest
 from urbis.context.credentials import ApiKey, hash_key, key_id_of, matches, new_key
 from urbis.context.errors import AlreadyExists
 from urbis.settings import Settings
-from urbis.storage.base import ApiKeyStore
 from urbis.storage.registry import open_stores
+from urbis.storage.security_base import ApiKeyStore
 
 NOW = "2026-01-01T00:00:00.000000Z"
 

@@ -12,8 +12,9 @@ from test_entity_store_contract import creator, ent
 from urbis.context.actor import Actor, Call, current_call
 from urbis.context.audit import AuditFilter, AuditRecord, chain_hash
 from urbis.settings import Settings
-from urbis.storage.base import AuditStore, Change, Mutation
+from urbis.storage.base import Change, Mutation
 from urbis.storage.registry import Stores, open_stores, sqlite_path
+from urbis.storage.security_base import AuditStore
 
 NOW = "2026-01-01T00:00:00.000000Z"
 INJECTIONS = ["' OR '1'='1", "x'); DELETE FROM audit_log; --", "%", "_", "*", '"', "\\",

@@ -14,15 +14,9 @@ from urbis.context.query.types import parse_type_expr
 from urbis.context.temporal import TimeFilter, from_micros, to_micros
 from urbis.context.temporal_records import record_of
 from urbis.settings import Settings
-from urbis.storage.base import (
-    Change,
-    EntityQuery,
-    Mutation,
-    Retention,
-    TemporalQuery,
-    TemporalStore,
-)
+from urbis.storage.base import Change, EntityQuery, Mutation
 from urbis.storage.registry import Stores, open_stores
+from urbis.storage.temporal_base import Retention, TemporalQuery, TemporalStore
 
 V = "https://example.org/vocab/"
 CAR = "urn:ngsi-ld:Car:1"

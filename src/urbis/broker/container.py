@@ -24,8 +24,8 @@ from urbis.security.audit import AuditService, audit_retention
 from urbis.security.authn import Authenticator
 from urbis.security.setup import build_security, data_policy
 from urbis.settings import Settings
-from urbis.storage.base import AuditStore
 from urbis.storage.registry import Stores, open_stores
+from urbis.storage.security_base import AuditStore
 
 
 @dataclass(slots=True)

@@ -29,13 +29,8 @@ from urbis.context.temporal import (
 )
 from urbis.context.temporal_parse import parse_instance_fragment, parse_temporal_entity
 from urbis.security.policy import TEMPORAL_READ, TEMPORAL_WRITE, internal, requires
-from urbis.storage.base import (
-    EntityQuery,
-    Retention,
-    TemporalEntity,
-    TemporalQuery,
-    TemporalStore,
-)
+from urbis.storage.base import EntityQuery
+from urbis.storage.temporal_base import Retention, TemporalEntity, TemporalQuery, TemporalStore
 
 log = logging.getLogger(__name__)
 

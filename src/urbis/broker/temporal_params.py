@@ -11,7 +11,8 @@ from urbis.context.errors import BadRequestData
 from urbis.context.jsonld import TermMap
 from urbis.context.normalize import check_name, check_uri
 from urbis.context.temporal import parse_aggr_methods, parse_aggr_period, parse_time_filter
-from urbis.storage.base import EntityQuery, TemporalQuery
+from urbis.storage.base import EntityQuery
+from urbis.storage.temporal_base import TemporalQuery
 
 NORMALIZED = "normalized"
 TEMPORAL_VALUES = "temporalValues"

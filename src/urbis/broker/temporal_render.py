@@ -11,7 +11,7 @@ from urbis.context.jsonld import TermMap
 from urbis.context.model import VALUE_KEYS, VOCAB_PROPERTY, Instance
 from urbis.context.render import RenderOptions, render_instance
 from urbis.context.temporal import from_micros
-from urbis.storage.base import Aggregate, TemporalEntity
+from urbis.storage.temporal_base import Aggregate, TemporalEntity
 
 # The member holding the [value, time] pairs of each attribute type (clause 4.5.9).
 VALUES_MEMBERS = {

@@ -11,7 +11,7 @@ from urbis.context.credentials import ApiKey, hash_key, key_id_of, new_key
 from urbis.context.errors import BadRequestData, Forbidden, ResourceNotFound
 from urbis.context.model import now_iso
 from urbis.security.policy import APIKEYS, internal, requires
-from urbis.storage.base import ApiKeyStore
+from urbis.storage.security_base import ApiKeyStore
 
 MAX_NAME = 200
 

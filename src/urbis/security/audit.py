@@ -29,7 +29,7 @@ from urbis.context.errors import Forbidden, NgsiError
 from urbis.context.model import now_iso
 from urbis.context.temporal import parse_duration, to_micros
 from urbis.security.policy import AUDIT, hooks, internal, requires
-from urbis.storage.base import AuditStore
+from urbis.storage.security_base import AuditStore
 
 log = logging.getLogger(__name__)
 PAGE = 1000

@@ -18,7 +18,8 @@ from urbis.context.credentials import ApiKey, key_id_of, matches
 from urbis.context.errors import Unauthorized
 from urbis.security.jwt_keys import JwksCache, TokenError, verify
 from urbis.security.policy import internal
-from urbis.storage.base import TOPIC_ALL, TOPIC_APIKEYS, ApiKeyStore
+from urbis.storage.base import TOPIC_ALL, TOPIC_APIKEYS
+from urbis.storage.security_base import ApiKeyStore
 
 log = logging.getLogger("urbis.security")
 TOKEN_CACHE_SIZE = 10_000

@@ -7,7 +7,8 @@ from urbis.security.authn import Authenticator, ClaimMap
 from urbis.security.jwt_keys import JwksCache, OidcConfig
 from urbis.security.policy import DataPolicy
 from urbis.settings import Settings
-from urbis.storage.base import TOPIC_APIKEYS, ApiKeyStore, InvalidationChannel
+from urbis.storage.base import TOPIC_APIKEYS, InvalidationChannel
+from urbis.storage.security_base import ApiKeyStore
 
 
 def build_security(settings: Settings, keys: ApiKeyStore,

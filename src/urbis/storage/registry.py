@@ -6,15 +6,14 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from urbis.storage.base import (
-    ApiKeyStore,
-    AuditStore,
     ContextStore,
     EntityStore,
     InvalidationChannel,
     OutboxStore,
     SubscriptionStore,
-    TemporalStore,
 )
+from urbis.storage.security_base import ApiKeyStore, AuditStore
+from urbis.storage.temporal_base import TemporalStore
 
 
 @dataclass(slots=True)

@@ -24,10 +24,11 @@ from urbis.context.errors import BadRequestData
 from urbis.context.model import Entity, Instance, now_iso
 from urbis.context.temporal import from_micros, to_micros
 from urbis.context.temporal_records import Record, changes, merge_stored, numeric, record_of
-from urbis.storage.base import Applied, Retention, TemporalPage, TemporalQuery
+from urbis.storage.base import Applied
 from urbis.storage.postgres.db import Database
 from urbis.storage.postgres.temporal_read import run_query
 from urbis.storage.postgres.temporal_rollup import ADD_CTE, recompute
+from urbis.storage.temporal_base import Retention, TemporalPage, TemporalQuery
 
 WRITE = """
 WITH ent AS (

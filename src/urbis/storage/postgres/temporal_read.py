@@ -16,12 +16,13 @@ import asyncpg
 from urbis.context.model import Instance
 from urbis.context.temporal import TimeFilter, from_micros, instance_id
 from urbis.context.temporal_agg import aggregate_values, clip, rollups_apply
-from urbis.storage.base import Aggregate, EntityQuery, TemporalEntity, TemporalPage, TemporalQuery
+from urbis.storage.base import EntityQuery
 from urbis.storage.postgres import qsql
 from urbis.storage.postgres.qsql import Params
 from urbis.storage.postgres.querysql import build_where
 from urbis.storage.postgres.regex import to_postgres
 from urbis.storage.postgres.temporal_rollup import aggregate_sql
+from urbis.storage.temporal_base import Aggregate, TemporalEntity, TemporalPage, TemporalQuery
 
 _TIME_COLUMNS = {"observedAt": "observed_at", "createdAt": "created_at",
                  "modifiedAt": "modified_at"}

@@ -25,10 +25,11 @@ from urbis.context.changes import decode_changes, encode_changes
 from urbis.context.model import Entity, Instance, now_iso
 from urbis.context.temporal import from_micros, to_micros
 from urbis.context.temporal_records import Record, changes, merge_stored, numeric, record_of
-from urbis.storage.base import Applied, Retention, TemporalPage, TemporalQuery
+from urbis.storage.base import Applied
 from urbis.storage.sqlite import temporal_rollup
 from urbis.storage.sqlite.db import Database
 from urbis.storage.sqlite.temporal_read import run_query
+from urbis.storage.temporal_base import Retention, TemporalPage, TemporalQuery
 
 T = TypeVar("T")
 CHUNK = 400

@@ -18,15 +18,10 @@ from urbis.context.model import Instance
 from urbis.context.query.types import TypeAnd, TypeName, TypeNode
 from urbis.context.temporal import TimeFilter, from_micros, instance_id
 from urbis.context.temporal_agg import aggregate_values, clip, rollups_apply
-from urbis.storage.base import (
-    Aggregate,
-    EntityQuery,
-    TemporalEntity,
-    TemporalPage,
-    TemporalQuery,
-)
+from urbis.storage.base import EntityQuery
 from urbis.storage.sqlite import temporal_rollup
 from urbis.storage.sqlite.querysql import build_query
+from urbis.storage.temporal_base import Aggregate, TemporalEntity, TemporalPage, TemporalQuery
 
 _TIME_COLUMNS = {"observedAt": "observed_at", "createdAt": "created_at",
                  "modifiedAt": "modified_at"}
