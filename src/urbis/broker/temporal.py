@@ -99,8 +99,10 @@ class TemporalService:
                 done = await self.store.settle(SETTLE_BATCH)
             except Exception:
                 log.exception("writing journaled changes into histories failed; trying again")
-            # more is waiting: go on at once (other work still runs in between)
-            await asyncio.sleep(0 if done >= SETTLE_BATCH else self.settle_interval)
+            # more may be waiting (a step also stops at a number of entity changes): go on
+            # soon, letting writes in between; else wait for the next interval
+            await asyncio.sleep(0 if done >= SETTLE_BATCH else 0.005 if done
+                                else self.settle_interval)
 
     async def _purge_loop(self) -> None:
         while True:
