@@ -346,3 +346,20 @@ async def test_settling_keeps_tenants_apart(stores: Stores, temporal: TemporalSt
     one = (await temporal.query("t1", query([CAR]))).entities[0]
     two = (await temporal.query("t2", query([CAR]))).entities[0]
     assert (values(one), values(two)) == ([1, 3], [2, 4])
+
+
+async def test_a_batch_that_cannot_be_recorded_does_not_hold_up_the_others(
+        stores: Stores, temporal: TemporalStore, backend: str) -> None:
+    await history(stores, n=1)
+    if backend == "sqlite":  # a journaled batch no history can take (a damaged row)
+        sql = "INSERT INTO temporal_pending (tenant, at, size, changes) VALUES (?, ?, ?, ?)"
+        await temporal.db.write(  # type: ignore[attr-defined]
+            lambda conn: conn.execute(sql, ("t1", 0, 1, b"[[not json")))
+    else:
+        sql = "INSERT INTO temporal_pending (tenant, at, size, changes) VALUES ($1, $2, $3, $4)"
+        await temporal.db.run(  # type: ignore[attr-defined]
+            lambda conn: conn.execute(sql, "t1", 0, 1, b"[[not json"))
+    await stores.entities.mutate("t1", [setter(CAR, day(2), speed=2)])
+    [e] = (await temporal.query("t1", query([CAR]))).entities
+    assert values(e) == [1, 2]  # the batches before and after the damaged one
+    assert await temporal.settle() == 0

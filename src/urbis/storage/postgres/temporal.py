@@ -12,6 +12,7 @@ instances and add them to the hourly rollups. The temporal API writes through th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from urbis.context.model import Entity, Instance, now_iso
 from urbis.context.temporal import from_micros, to_micros
 from urbis.context.temporal_records import Record, changes, merge_stored, numeric, record_of
 from urbis.storage.base import Applied
-from urbis.storage.postgres.db import Database
+from urbis.storage.postgres.db import CONNECTION_ERRORS, Database
 from urbis.storage.postgres.temporal_read import run_query
 from urbis.storage.postgres.temporal_rollup import ADD_CTE, recompute
 from urbis.storage.temporal_base import Retention, TemporalPage, TemporalQuery
@@ -87,6 +88,7 @@ _SET_INSTANCE = ("UPDATE temporal_instances SET body = $2::jsonb, observed_at = 
 _DELETE_INSTANCE = ("DELETE FROM temporal_instances WHERE ipk = $3 AND sid IN (SELECT sid FROM "  # noqa: S608
                     f"temporal_series WHERE tpk = ({_TPK}) AND attr = $4) "
                     "RETURNING sid, observed_at")
+log = logging.getLogger(__name__)
 _PEND = "INSERT INTO temporal_pending (tenant, at, size, changes) VALUES ($1, $2, $3, $4)"
 _PENDING = "SELECT seq, tenant, at, size, changes FROM temporal_pending ORDER BY seq LIMIT $1"
 _ANY_PENDING = "SELECT EXISTS (SELECT 1 FROM temporal_pending)"
@@ -136,6 +138,20 @@ async def write(conn: asyncpg.Connection, tenant: str, batch: Batch) -> dict[str
     return {r[0]: r[1] for r in rows}
 
 
+async def _settled(conn: asyncpg.Connection, rows: Sequence[Any]) -> None:
+    """Write some pending rows into histories, all or nothing (a savepoint)."""
+    groups: list[tuple[str, list[tuple[Entity, str | None, Sequence[Record]]]]] = []
+    for _, tenant, at, _size, data in rows:
+        batch = journal_batch([Applied(*c) for c in decode_changes(data)], at)
+        if groups and groups[-1][0] == tenant:
+            groups[-1][1].extend(batch)
+        else:
+            groups.append((tenant, batch))
+    async with conn.transaction():
+        for tenant, batch in groups:
+            await write(conn, tenant, batch)
+
+
 def journal_batch(applied: Sequence[Applied], now: int) -> list[tuple[Entity, str | None,
                                                                       Sequence[Record]]]:
     """What a batch of entity changes adds to their histories."""
@@ -165,15 +181,19 @@ async def settle_step(conn: asyncpg.Connection, wait: bool, rows: int = SETTLE_R
             count += row[3]
             if count >= most:
                 break
-        groups: list[tuple[str, list[tuple[Entity, str | None, Sequence[Record]]]]] = []
-        for _, tenant, at, _size, data in taken:
-            batch = journal_batch([Applied(*c) for c in decode_changes(data)], at)
-            if groups and groups[-1][0] == tenant:
-                groups[-1][1].extend(batch)
-            else:
-                groups.append((tenant, batch))
-        for tenant, batch in groups:
-            await write(conn, tenant, batch)
+        try:
+            await _settled(conn, taken)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception:  # one bad batch must not hold up every history: one by one
+            for row in taken:
+                try:
+                    await _settled(conn, [row])
+                except CONNECTION_ERRORS:
+                    raise
+                except Exception:
+                    log.exception("history: journaled batch %s of tenant %s cannot be "
+                                  "recorded; dropped", row[0], row[1])
         if taken:
             await conn.execute(_SETTLED, [row[0] for row in taken])
         return len(taken)

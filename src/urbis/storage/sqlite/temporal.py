@@ -13,6 +13,7 @@ loses nothing and records nothing twice.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from urbis.storage.sqlite.db import Database
 from urbis.storage.sqlite.temporal_read import run_query
 from urbis.storage.temporal_base import Retention, TemporalPage, TemporalQuery
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHUNK = 400
 SMALL = 16
@@ -178,17 +180,41 @@ def settle_step(conn: sqlite3.Connection, rows: int = SETTLE_ROWS,
             break
     if not taken:
         return 0
+    try:
+        _settled(conn, taken)
+    except sqlite3.OperationalError:
+        raise  # the database itself (locked, full, I/O): try again later
+    except Exception:  # one bad batch must not hold up every history: write them one by one
+        for row in taken:
+            try:
+                _settled(conn, [row])
+            except sqlite3.OperationalError:
+                raise
+            except Exception:
+                log.exception("history: journaled batch %s of tenant %s cannot be recorded; "
+                              "dropped", row[0], row[1])
+    conn.execute("DELETE FROM temporal_pending WHERE seq <= ?", (taken[-1][0],))
+    return len(taken)
+
+
+def _settled(conn: sqlite3.Connection, rows: Sequence[Any]) -> None:
+    """Write some pending rows into histories, all or nothing (a savepoint)."""
     groups: list[tuple[str, list[Item]]] = []
-    for _, tenant, at, _size, data in taken:
+    for _, tenant, at, _size, data in rows:
         items = journal_items([Applied(*c) for c in decode_changes(data)], at)
         if groups and groups[-1][0] == tenant:
             groups[-1][1].extend(items)
         else:
             groups.append((tenant, items))
-    for tenant, items in groups:
-        write(conn, tenant, items)
-    conn.execute("DELETE FROM temporal_pending WHERE seq <= ?", (taken[-1][0],))
-    return len(taken)
+    conn.execute("SAVEPOINT settle")
+    try:
+        for tenant, items in groups:
+            write(conn, tenant, items)
+    except BaseException:
+        conn.execute("ROLLBACK TO settle")
+        conn.execute("RELEASE settle")
+        raise
+    conn.execute("RELEASE settle")
 
 
 def _entity_row(tenant: str, entity: Entity, deleted: str | None) -> tuple[Any, ...]:
