@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 import time
@@ -14,7 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from urbis.context.errors import BadRequestData
-from urbis.context.geo import GeoQuery, entity_matches, haversine_m, parse_geo_query
+from urbis.context.geo import (
+    EARTH_RADIUS_M,
+    GeoQuery,
+    entity_matches,
+    haversine_m,
+    parse_geo_query,
+)
 from urbis.context.model import LOCATION, Entity
 from urbis.storage.sqlite.geosql import (
     bbox,
@@ -286,4 +293,39 @@ def test_near_query_over_100k_points_uses_the_rtree(capsys: pytest.CaptureFixtur
     assert found == sum(haversine_m(centre, p) <= 2000 for p in points)
     with capsys.disabled():
         print(f"\nnear;maxDistance==2000 over 100k points: {found} found in {elapsed:.1f} ms")
+    db.close()
+
+
+@st.composite
+def near_the_edge(draw: st.DrawFn) -> tuple[GeoQuery, list[dict[str, Any]]]:
+    """A Point `near;maxDistance` query and points at about that distance (any bearing)."""
+    lon, lat = draw(st.floats(-170, 170)), draw(st.floats(-85, 85))
+    metres = draw(st.sampled_from([5.0, 250.0, 2_000.0, 30_000.0, 99_000.0]))
+    targets = []
+    for _ in range(draw(st.integers(1, 12))):
+        bearing = draw(st.floats(0, 2 * math.pi))
+        at = metres * draw(st.sampled_from([0.9, 0.99, 0.999, 0.9999, 1.0, 1.0001, 1.001, 1.01,
+                                            1.1])) / EARTH_RADIUS_M
+        lat2 = math.asin(math.sin(math.radians(lat)) * math.cos(at) + math.cos(
+            math.radians(lat)) * math.sin(at) * math.cos(bearing))
+        lon2 = math.radians(lon) + math.atan2(
+            math.sin(bearing) * math.sin(at) * math.cos(math.radians(lat)),
+            math.cos(at) - math.sin(math.radians(lat)) * math.sin(lat2))
+        targets.append(point(math.degrees(lon2), math.degrees(lat2)))
+    if draw(st.booleans()):
+        targets.append(draw(small_box()))
+    return q(f"near;maxDistance=={metres}", "Point", [lon, lat]), targets
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(near_the_edge())
+def test_near_decided_in_sql_agrees_with_the_oracle_at_the_edge(
+        case: tuple[GeoQuery, list[dict[str, Any]]]) -> None:
+    query, targets = case
+    db = new_db()
+    entities = [entity(f"urn:e:{i}", g) for i, g in enumerate(targets)]
+    for e in entities:
+        insert(db, e)
+    expected = {e.id for e in entities if entity_matches(query, e)}
+    assert select(db, query) == expected
     db.close()

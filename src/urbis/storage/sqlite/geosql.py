@@ -81,6 +81,9 @@ def compile_geo(query: GeoQuery, pk_col: str = "e.pk") -> tuple[str, list[Any]]:
     boxes = search_boxes(query)
     if query.georel == "disjoint" or query.min_distance is not None:
         return _negative(pk_col, boxes, query.geoproperty, key)
+    decided = _near_point_bands(query)
+    if decided is not None:
+        return _positive(pk_col, boxes, query.geoproperty, key, decided)
     return _positive(pk_col, boxes, query.geoproperty, key)
 
 
@@ -93,11 +96,55 @@ _CANDIDATES = (
 _OVERLAP = "(r.max_x >= ? AND r.min_x <= ? AND r.max_y >= ? AND r.min_y <= ?)"
 
 
-def _positive(pk_col: str, boxes: list[Box], attr: str, key: str) -> tuple[str, list[Any]]:
+def _positive(pk_col: str, boxes: list[Box], attr: str, key: str,
+              bands: tuple[str, list[Any]] | None = None) -> tuple[str, list[Any]]:
+    sql, band_params = _CANDIDATES, []
+    if bands is not None:
+        sql = _CANDIDATES.replace(f"{FUNCTION}(g.geojson, ?)", bands[0])
+        band_params = bands[1]
     params: list[Any] = []
     for min_x, max_x, min_y, max_y in boxes:
-        params += [min_x, max_x, min_y, max_y, attr, key]
-    return f"{pk_col} IN ({' UNION ALL '.join([_CANDIDATES] * len(boxes))})", params
+        params += [min_x, max_x, min_y, max_y, attr, *band_params, key]
+    return f"{pk_col} IN ({' UNION ALL '.join([sql] * len(boxes))})", params
+
+
+# `near;maxDistance` of a Point, decided in SQL for most rows: d, the distance from the point
+# to the centre of a row's box on a plane tangent at the point (metres), and h, a bound on the
+# box's half-size: d + h <= inner is inside, d - h >= outer outside (inner and outer: the
+# distance shrunk and grown by a margin covering the plane's error); only rows in between
+# call the exact function. Squares throughout: SQLite may lack sqrt().
+_D2 = ("((r.min_x + r.max_x) / 2 - ?) * ? * ((r.min_x + r.max_x) / 2 - ?) * ? + "
+       "((r.min_y + r.max_y) / 2 - ?) * ? * ((r.min_y + r.max_y) / 2 - ?) * ?")
+_H = "((r.max_x - r.min_x) + (r.max_y - r.min_y)) / 2 * ?"
+_BANDS = (f"CASE WHEN {_H} <= ? AND {_D2} <= (? - {_H}) * (? - {_H}) THEN 1 "
+          f"WHEN {_D2} >= (? + {_H}) * (? + {_H}) THEN 0 "
+          f"ELSE {FUNCTION}(g.geojson, ?) END")
+_NEAR_MAX_M = 100_000.0  # beyond this the plane is too rough to be worth it
+_NEAR_MAX_LAT = 80.0
+
+
+def _near_point_bands(query: GeoQuery) -> tuple[str, list[Any]] | None:
+    """The SQL deciding `near;maxDistance` of a Point (CASE ... END, and its parameters but
+    the key); None when the exact function decides every row."""
+    limit = query.max_distance
+    if query.georel != "near" or limit is None or query.geometry != "Point" or \
+            not 0 < limit <= _NEAR_MAX_M:
+        return None
+    lon0, lat0 = float(query.coordinates[0]), float(query.coordinates[1])
+    reach = math.degrees(limit / EARTH_RADIUS_M / math.cos(math.radians(_NEAR_MAX_LAT + 5)))
+    if abs(lat0) > _NEAR_MAX_LAT or abs(lon0) + reach >= 180.0:
+        return None  # near a pole or the antimeridian: the exact function decides
+    ky = EARTH_RADIUS_M * math.pi / 180  # metres per degree of latitude (>= of longitude)
+    kx = ky * math.cos(math.radians(lat0))  # metres per degree of longitude at the point
+    # relative error of the plane within `limit` (the cosine's change over the latitudes
+    # covered, the sphere's curvature), doubled, and a few centimetres for float32 boxes
+    spread = limit / EARTH_RADIUS_M
+    eps = 2 * spread * (1 + math.tan(math.radians(abs(lat0)) + 2 * spread)) + 1e-4
+    inner, outer = limit * (1 - eps) - 0.1, limit * (1 + eps) + 0.1
+    d2 = [lon0, kx, lon0, kx, lat0, ky, lat0, ky]
+    params: list[Any] = [ky, inner, *d2, inner, ky, inner, ky,
+                         *d2, outer, ky, outer, ky]
+    return _BANDS, params
 
 
 def _negative(pk_col: str, boxes: list[Box], attr: str, key: str) -> tuple[str, list[Any]]:
