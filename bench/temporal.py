@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.backends import DEFAULT_PG_URL
 from urbis.api.app import create_app
 from urbis.broker.container import build_broker
 from urbis.context.model import Entity
@@ -36,7 +37,6 @@ from urbis.context.temporal_records import Record
 from urbis.settings import load_settings
 from urbis.storage.registry import open_stores
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/urbis_bench"
 VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 START = "2026-01-01T00:00:00Z"
 STEP_US = 60_000_000  # one instance a minute: 10,000 instances span about 7 days
