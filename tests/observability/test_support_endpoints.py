@@ -117,3 +117,4 @@ async def test_notification_metrics_are_exposed(client: httpx.AsyncClient) -> No
     got = samples((await client.get("/metrics")).text)
     assert got[("urbis_notifications_queued", (("kind", "changes"),))] >= 0
     assert got[("urbis_notifications_queued", (("kind", "retries"),))] >= 0
+    assert got[("urbis_history_pending", ())] >= 0

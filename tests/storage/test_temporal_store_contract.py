@@ -289,8 +289,10 @@ async def test_journaled_changes_are_settled_in_bulk(stores: Stores,
     before = await temporal.query("t1", query([CAR]))  # catches up by itself
     assert values(before.entities[0]) == [1, 2, 3]
     await stores.entities.mutate("t1", [setter(CAR, day(4), speed=4)])
+    assert await temporal.backlog() == (1, 1)  # one write batch of one entity
     assert await temporal.settle() >= 1  # the new change
     assert await temporal.settle() == 0  # nothing more
+    assert await temporal.backlog() == (0, 0)
     [e] = (await temporal.query("t1", query([CAR]))).entities
     assert values(e) == [1, 2, 3, 4]  # each change recorded once
 

@@ -60,5 +60,10 @@ class SupportService:
             ("urbis_notifications_queued",
              "Outbox rows waiting: changes to match, notifications to retry.",
              [({"kind": "changes"}, float(changes)), ({"kind": "retries"}, float(retries))])]
+        if self.stores.temporal is not None:
+            _, pending = await self.stores.temporal.backlog()
+            samples.append(("urbis_history_pending",
+                            "Entity changes journaled, not yet written into histories.",
+                            [({}, float(pending))]))
         self._stats = (now, samples)
         return samples

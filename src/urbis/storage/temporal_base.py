@@ -115,6 +115,9 @@ class TemporalStore(Protocol):
         An instance's time is its observedAt, or when it was recorded if it has none.
         """
 
+    async def backlog(self) -> tuple[int, int]:
+        """(write batches, entity changes) journaled and not yet settled."""
+
     async def settle(self, limit: int = 64) -> int:
         """Write up to `limit` journaled write batches into histories; how many it wrote.
 

@@ -224,6 +224,12 @@ class PostgresTemporalStore:
         done = await self.db.run(lambda conn: settle_step(conn, False, limit))
         return done or 0
 
+    async def backlog(self) -> tuple[int, int]:
+        """(write batches, entity changes) journaled and not yet settled."""
+        row = await self.db.run(lambda conn: conn.fetchrow(
+            "SELECT count(*), sum(size) FROM temporal_pending"))
+        return int(row[0]), int(row[1] or 0)
+
     async def _caught_up(self) -> None:
         """Settle everything journaled so far (waiting for a worker settling meanwhile)."""
 

@@ -46,6 +46,7 @@ _INSERT = ("INSERT INTO temporal_instances (sid, observed_at, created_at, modifi
 _TPK = "SELECT tpk FROM temporal_entities WHERE tenant = ? AND id = ?"
 _PEND = "INSERT INTO temporal_pending (tenant, at, size, changes) VALUES (?, ?, ?, ?)"
 _PENDING = "SELECT seq, tenant, at, size, changes FROM temporal_pending ORDER BY seq LIMIT ?"
+_BACKLOG = "SELECT count(*), sum(size) FROM temporal_pending"
 SETTLE_ROWS = 64  # pending rows (write batches) per settle step
 SETTLE_CHANGES = 2000  # ... and at most about this many entity changes
 
@@ -250,6 +251,11 @@ class SqliteTemporalStore:
             self.pending = False
             while settle_step(conn):
                 pass
+
+    async def backlog(self) -> tuple[int, int]:
+        """(write batches, entity changes) journaled and not yet settled."""
+        row = await self.db.read(lambda conn: conn.execute(_BACKLOG).fetchone())
+        return int(row[0]), int(row[1] or 0)
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run a job on the writer once every pending change is in the histories."""
