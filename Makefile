@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test lint bench bench-temporal bench-notify bench-auth clean
+.PHONY: install demo serve test lint bench bench-temporal bench-notify bench-auth bench-federation bench-iot clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ bench-temporal: install
 
 bench-notify: install
 	$(BIN)/python -m bench.notify
+
+bench-federation: install
+	$(BIN)/python -m bench.federation
+
+# MQTT measures of 1,000 devices through Mosquitto (127.0.0.1:1883) into the context, QoS 1.
+bench-iot: install
+	$(BIN)/python -m bench.iot --devices 1000 --rate 1500 --seconds 20
 
 clean:
 	rm -rf $(VENV) urbis-data .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,10 @@ from urbis.storage.registry import open_stores
 # Most tests exercise the broker, not access control: servers they start and settings read
 # from the environment run without authentication. Security tests turn it on explicitly.
 os.environ.setdefault("URBIS_AUTH", "false")
+# `urbis serve` processes started by tests do not bind the IoT agent ports (4041, 7896) unless
+# a test asks for them: several servers run at once.
+os.environ.setdefault("URBIS_IOTA_PORT", "0")
+os.environ.setdefault("URBIS_IOTA_HTTP_PORT", "0")
 
 BACKENDS = ["sqlite"]
 if os.environ.get("URBIS_TEST_DATABASE_URL"):
@@ -65,8 +69,10 @@ async def _empty(url: str) -> None:
                            "subscription_types, subscription_attrs, notify_changes, "
                            "notify_retries, temporal_entities, temporal_series, "
                            "temporal_instances, temporal_rollups, temporal_pending, api_keys, "
-                           "audit_log "
-                           "RESTART IDENTITY")
+                           "audit_log, iot_groups, iot_devices, iot_dead_letters, registrations, "
+                           "registration_entities, registration_attrs, registration_changes, "
+                           "csource_subscriptions, csource_subscription_types, "
+                           "csource_subscription_attrs RESTART IDENTITY")
         await conn.execute("UPDATE audit_chain SET anchor_pos = 0, anchor_hash = '', "
                            "anchor_at = NULL, head_pos = 0, head_hash = ''")
     finally:

@@ -116,6 +116,46 @@ class Settings:
     audit_retention: str = _setting("P365D", "How long audit records are kept: an ISO 8601 "
                                               "duration (a month counts 30 days); empty: "
                                               "for ever.")
+    iota_port: int = _setting(4041, "Port of the IoT agent provisioning API (/iot/services, "
+                                     "/iot/devices: the FIWARE IoT Agent API); 0: not served.")
+    iota_http_port: int = _setting(7896, "Port of the HTTP southbound where devices send "
+                                         "measures (/iot/json, /iot/d); 0: not served.")
+    iota_batch_size: int = _setting(1000, "Most device measures written in one store "
+                                          "transaction.")
+    iota_batch_delay: float = _setting(0.005, "Seconds a device measure waits for others to "
+                                              "share its store transaction (0: none).")
+    iota_queue_size: int = _setting(50_000, "Device measures waiting to be written at most; "
+                                            "beyond, devices are told to retry (503).")
+    iota_dead_letters: int = _setting(10_000, "Rejected device measures kept in the "
+                                              "dead-letter log (newest first).")
+    iota_mqtt_url: str = _setting("", "MQTT broker the IoT agent subscribes to for device "
+                                      "measures and sends commands through "
+                                      "(mqtt://[user:password@]host:1883); empty: no MQTT.",
+                                  secret=True)
+    iota_mqtt_client_id: str = _setting("urbis-iota", "MQTT client id of the IoT agent (its "
+                                                      "persistent session on the broker).")
+    iota_mqtt_qos: int = _setting(1, "QoS of the IoT agent's MQTT subscriptions (0 or 1).")
+    iota_health_interval: float = _setting(30.0, "Seconds between two checks for silent "
+                                                 "devices (those past their "
+                                                 "expectedInterval become offline); 0: off.")
+    feeds_dir: str = _setting("", "Folder of feed definitions (*.toml, *.json) that `urbis "
+                                  "serve` imports on their schedule; empty: no scheduled "
+                                  "imports.")
+
+    federation_timeout: float = _setting(3.0, "Seconds to wait for a context source in a "
+                                              "distributed operation (a registration's "
+                                              "management.timeout wins).")
+    federation_cooldown: float = _setting(5.0, "Seconds a context source that failed is not "
+                                               "asked again (a registration's "
+                                               "management.cooldown wins).")
+    source_alias: str = _setting("", "This broker's name in Via headers of distributed "
+                                     "operations (loop detection); default: the host:port "
+                                     "of base_url.")
+
+    @property
+    def source_name(self) -> str:
+        """The alias of this broker in Via chains (source_alias, else base_url's host:port)."""
+        return self.source_alias or urlparse(self.public_url).netloc
 
     @property
     def public_url(self) -> str:
@@ -144,7 +184,13 @@ class Settings:
             raise SettingsError("default_limit must not exceed max_limit")
         if self.context_fetch_timeout <= 0:
             raise SettingsError("context_fetch_timeout must be positive")
+        if self.federation_timeout <= 0 or self.federation_cooldown < 0:
+            raise SettingsError("federation_timeout must be positive and federation_cooldown "
+                                "not negative")
+        if any(c in self.source_alias for c in " ,;\r\n\t"):
+            raise SettingsError("source_alias may not contain spaces, commas or semicolons")
         self._validate_processes()
+        self._validate_iota()
         self._validate_history()
         self._validate_audit()
         self._validate_notify()
@@ -155,6 +201,8 @@ class Settings:
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 raise SettingsError(f"{name}: no such file {path!r}")
+        if self.feeds_dir and not os.path.isdir(self.feeds_dir):
+            raise SettingsError(f"feeds_dir: no such folder {self.feeds_dir!r}")
         return self
 
     def _validate_notify(self) -> None:
@@ -202,6 +250,23 @@ class Settings:
                 raise SettingsError(f"oidc_role_map: {pair!r} is not IDP_ROLE=ROLE")
         if self.rate_limit < 0 or self.rate_burst < 1:
             raise SettingsError("rate_limit must be >= 0 and rate_burst >= 1")
+
+    def _validate_iota(self) -> None:
+        ports = [p for p in (self.port, self.iota_port, self.iota_http_port) if p]
+        if not all(0 <= p < 65536 for p in (self.iota_port, self.iota_http_port)):
+            raise SettingsError("iota_port and iota_http_port must be 0..65535 (0: off)")
+        if len(set(ports)) != len(ports):
+            raise SettingsError("port, iota_port and iota_http_port must differ")
+        if self.iota_batch_size < 1 or self.iota_dead_letters < 1 or \
+                self.iota_queue_size < self.iota_batch_size:
+            raise SettingsError("iota_batch_size and iota_dead_letters must be at least 1 and "
+                                "iota_queue_size at least iota_batch_size")
+        if not 0 <= self.iota_batch_delay <= 1:
+            raise SettingsError("iota_batch_delay must be 0..1 seconds")
+        if self.iota_mqtt_qos not in (0, 1) or self.iota_health_interval < 0:
+            raise SettingsError("iota_mqtt_qos must be 0 or 1, iota_health_interval >= 0")
+        if self.iota_mqtt_url and not self.iota_mqtt_url.startswith(("mqtt://", "mqtts://")):
+            raise SettingsError("iota_mqtt_url must be mqtt://host[:port] or mqtts://...")
 
     def _validate_processes(self) -> None:
         if self.workers < 1:

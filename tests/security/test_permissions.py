@@ -91,11 +91,21 @@ OPS = [
     Op("subscribe to air quality", "POST", "/ngsi-ld/v1/subscriptions", STAFF | {"analyst"},
        body={"type": "Subscription", "entities": [{"type": "AirQualityObserved"}],
              "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}}),
+    Op("list registrations", "GET", "/ngsi-ld/v1/csourceRegistrations", STAFF),
+    Op("register a context source", "POST", "/ngsi-ld/v1/csourceRegistrations", STAFF,
+       body={"type": "ContextSourceRegistration", "endpoint": "http://127.0.0.1:9/",
+             "information": [{"entities": [{"type": "Bus"}]}]}),
+    Op("list registration subscriptions", "GET", "/ngsi-ld/v1/csourceSubscriptions", STAFF),
+    Op("subscribe to registrations", "POST", "/ngsi-ld/v1/csourceSubscriptions", STAFF,
+       body={"type": "Subscription", "entities": [{"type": "AirQualityObserved"}],
+             "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}}),
     Op("list @contexts", "GET", "/ngsi-ld/v1/jsonldContexts", EVERYONE),
     Op("add an @context", "POST", "/ngsi-ld/v1/jsonldContexts", STAFF,
        body={"@context": {"x": "http://example.org/x"}}),
     Op("list API keys", "GET", "/admin/apikeys", frozenset({"admin"})),
     Op("metrics", "GET", "/metrics", STAFF),
+    Op("feed status", "GET", "/admin/feeds", STAFF),
+    Op("run a feed", "POST", "/admin/feeds/none/run", STAFF),  # 404 for staff: allowed
 ]
 
 
@@ -234,3 +244,79 @@ def _everything() -> Any:
     from urbis.security.audit import AuditFilter
 
     return AuditFilter()
+
+
+# --- the IoT agent's provisioning API (its own app and port) -----------------------------------
+
+
+async def test_every_iot_agent_operation_declares_a_permission(settings: Settings) -> None:
+    from urbis.agents.iot_agent import build_iot_agent
+
+    broker = await build_broker(settings)
+    try:
+        agent = build_iot_agent(settings, broker)
+        missing, checked = [], 0
+        for service in (agent.devices, agent.ingest, agent.dead_letters):
+            for name in public_operations(service):
+                checked += 1
+                if not hasattr(inspect.getattr_static(type(service), name), "__permission__"):
+                    missing.append(f"{type(service).__name__}.{name}")
+        assert checked >= 12 and not missing, missing
+    finally:
+        await broker.close()
+
+
+IOT_OPS = [
+    Op("list service groups", "GET", "/iot/services", STAFF),
+    Op("create a service group", "POST", "/iot/services", STAFF,
+       body={"services": [{"apikey": "perm-k", "entity_type": "Thing"}]}),
+    Op("change a service group", "PUT", "/iot/services", STAFF, body={"timestamp": True},
+       params={"apikey": "perm-k"}),
+    Op("list devices", "GET", "/iot/devices", STAFF),
+    Op("create a device", "POST", "/iot/devices", STAFF, body={"devices": [{"device_id": "p1"}]}),
+    Op("read a device", "GET", "/iot/devices/p1", STAFF),
+    Op("read dead letters", "GET", "/iot/deadletter", STAFF),
+    Op("delete a device", "DELETE", "/iot/devices/p1", STAFF),
+    Op("delete a service group", "DELETE", "/iot/services", STAFF, params={"apikey": "perm-k"}),
+]
+
+
+async def test_iot_provisioning_role_matrix(settings: Settings) -> None:
+    from urbis.agents.iot_agent import build_iot_agent
+    from urbis.api.iota.apps import provisioning_app
+
+    secured = replace(settings, auth=True).validate()
+    broker = await build_broker(secured)
+    try:
+        keys = {}
+        assert broker.apikeys is not None
+        for role in ("admin", "operator", "analyst", "device"):
+            extra = {"entities": ["urn:ngsi-ld:Thing:p1"]} if role == "device" else {}
+            _, keys[role] = await broker.apikeys.create(
+                Actor(), KeyRequest(role, [role], tenants=["city"], **extra))
+        _, keys["elsewhere"] = await broker.apikeys.create(
+            Actor(), KeyRequest("elsewhere", ["admin"], tenants=["elsewhere"]))
+        agent = build_iot_agent(secured, broker)
+        app = provisioning_app(secured, broker, agent)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        wrong = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://iota.test") as c:
+            for op in IOT_OPS:
+                for role in ("analyst", "device", "public", "elsewhere", "operator", "admin"):
+                    headers = {"fiware-service": "city", "fiware-servicepath": "/"}
+                    if role != "public":
+                        headers["X-API-Key"] = keys[role]
+                    r = await c.request(op.method, op.path, params=op.params, json=op.body,
+                                        headers=headers)
+                    denied = r.status_code in (401, 403)
+                    if denied == (role in op.allowed):
+                        wrong.append(f"{op.name} as {role}: {r.status_code} {r.text[:100]}")
+                    if denied:  # FIWARE-shaped refusals, with the challenge for anonymous
+                        assert r.json()["name"] in ("UNAUTHORIZED", "FORBIDDEN")
+                        assert (role == "public") == ("www-authenticate" in r.headers)
+            r = await c.get("/iot/devices", headers={"X-API-Key": "urbis_not-a-key"})
+            assert r.status_code == 401 and r.json()["name"] == "UNAUTHORIZED"
+            assert (await c.get("/health")).status_code == 200  # probes need no credentials
+        assert not wrong, "\n".join(wrong)
+    finally:
+        await broker.close()

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from urbis.api import admin_audit
+from urbis.api import admin_audit, admin_feeds
 from urbis.api.auth import identity_of
 from urbis.api.responses import json_response
 from urbis.context.actor import Actor
@@ -69,6 +69,7 @@ async def revoke_key(request: Request) -> Response:
 
 routes = [
     *admin_audit.routes,
+    *admin_feeds.routes,
     Route("/apikeys", create_key, methods=["POST"]),
     Route("/apikeys", list_keys, methods=["GET"]),
     Route("/apikeys/{key_id}", revoke_key, methods=["DELETE"]),

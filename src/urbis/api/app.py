@@ -14,10 +14,21 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from urbis import __version__
+from urbis.agents.feed_schedule import build_feed_service
 from urbis.api import admin
 from urbis.api.auth import UNRESTRICTED, Authentication, RateLimiter, challenge, identity_of
+from urbis.api.iota.servers import AgentServers
 from urbis.api.limits import BodyLimit
-from urbis.api.ngsild import batch, contexts, discovery, entities, subscriptions, temporal
+from urbis.api.ngsild import (
+    batch,
+    contexts,
+    csource_subscriptions,
+    discovery,
+    entities,
+    registrations,
+    subscriptions,
+    temporal,
+)
 from urbis.api.responses import json_response, problem_response
 from urbis.broker.container import Broker, build_broker
 from urbis.broker.samples import load_samples
@@ -36,7 +47,7 @@ from urbis.settings import Settings
 log = logging.getLogger("urbis.api")
 # Response headers a browser client may read (pagination, counts, @context, tracing).
 EXPOSED_HEADERS = ["Link", "Location", "NGSILD-Results-Count", "NGSILD-Tenant",
-                   "Content-Range", "X-Request-Id"]
+                   "NGSILD-Warning", "Content-Range", "X-Request-Id"]
 
 
 async def health(request: Request) -> Response:
@@ -104,9 +115,10 @@ async def secure(settings: Settings, broker: Broker) -> None:
               "more with `urbis apikey create` or POST /admin/apikeys", flush=True)
 
 
-def create_app(settings: Settings, broker: Broker | None = None, demo: bool = False
-               ) -> Starlette:
-    """The urbis ASGI app; opens its broker at start-up unless one is given."""
+def create_app(settings: Settings, broker: Broker | None = None, demo: bool = False,
+               iot_agent: bool = False) -> Starlette:
+    """The urbis ASGI app; opens its broker at start-up unless one is given. With `iot_agent`
+    (`urbis serve`) it also serves the IoT agent's ports (urbis.api.iota.servers)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,14 +130,25 @@ def create_app(settings: Settings, broker: Broker | None = None, demo: bool = Fa
             log.info("demo: %d sample entities loaded", count)
         if own:  # notifications are sent by the process serving the API
             await app.state.broker.notifier.start()
+            if app.state.broker.csource_notifier is not None:
+                await app.state.broker.csource_notifier.start()
+            app.state.feeds = build_feed_service(settings, app.state.broker)
+            await app.state.feeds.start()  # scheduled imports (connectors)
+        agents = await AgentServers.start(settings, app.state.broker, demo) \
+            if iot_agent else None
+        app.state.iot_agent = agents.agent if agents is not None else None
         try:
             yield
         finally:
+            if agents is not None:  # before the broker: queued measures are written
+                await agents.close()
             if own:
+                await app.state.feeds.close()
                 await app.state.broker.close()
 
     ngsild = [*entities.routes, *batch.routes, *discovery.routes, *contexts.routes,
-              *subscriptions.routes, *temporal.routes]
+              *subscriptions.routes, *temporal.routes, *registrations.routes,
+              *csource_subscriptions.routes]
     app = Starlette(
         routes=[Route("/health", health), Route("/ready", ready), Route("/metrics", metrics),
                 Mount("/ngsi-ld/v1", routes=ngsild), Mount("/admin", routes=admin.routes)],

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from urbis.api.responses import problem_response
@@ -66,11 +68,13 @@ class RateLimiter:
 class Authentication:
     """Identify every request; 401 for bad credentials, 429 over the rate limit."""
 
-    def __init__(self, app: ASGIApp, enabled: bool, limiter: RateLimiter | None = None
+    def __init__(self, app: ASGIApp, enabled: bool, limiter: RateLimiter | None = None,
+                 render: Callable[[NgsiError, Mapping[str, str]], Response] = problem_response
                  ) -> None:
         self.app = app
         self.enabled = enabled
         self.limiter = limiter
+        self.render = render  # the error body (the /iot apps answer in the FIWARE shape)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -85,7 +89,7 @@ class Authentication:
                     raise TooManyRequests(f"more than {self.limiter.rate:g} requests a second; "
                                           f"retry in {wait} s", retryAfter=wait)
         except (Unauthorized, TooManyRequests) as err:
-            await problem_response(err, challenge(err))(scope, receive, send)
+            await self.render(err, challenge(err))(scope, receive, send)
             return
         scope[SCOPE_KEY] = identity
         await self.app(scope, receive, send)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from urbis.api.responses import problem_response
@@ -17,9 +20,11 @@ class PayloadTooLarge(NgsiError):
 class BodyLimit:
     """Refuse bodies larger than `max_bytes` (by Content-Length, or while streaming)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 render: Callable[[NgsiError], Response] = problem_response) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.render = render  # the error body (the /iot apps answer in the FIWARE shape)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,4 +48,4 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(f"the request body exceeds {self.max_bytes} bytes")
-        await problem_response(error)(scope, receive, send)
+        await self.render(error)(scope, receive, send)

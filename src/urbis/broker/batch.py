@@ -97,7 +97,7 @@ class BatchService:
     @requires(ENTITIES_WRITE)
     async def delete(self, actor: Actor, body: Any) -> BatchResult:
         """Delete each entity by id."""
-        ids = _array(body)
+        ids = batch_items(body)
         mutations: list[Mutation] = []
         errors: list[tuple[str, NgsiError]] = []
         for raw in ids:
@@ -116,7 +116,7 @@ class BatchService:
         now = now_iso()
         mutations: list[Mutation] = []
         errors: list[tuple[str, NgsiError]] = []
-        for item in _array(body):
+        for item in batch_items(body):
             try:
                 entity = parse_entity(item, tm, require_type=require_type, allow_null=allow_null)
                 self.entities.policy.check_write(actor, [entity.id])
@@ -134,7 +134,8 @@ def _deleter(eid: str) -> Callable[[Entity | None], Change]:
     return lambda cur: Change(delete=bool(ops.require(cur, eid)))
 
 
-def _array(body: Any) -> list[Any]:
+def batch_items(body: Any) -> list[Any]:
+    """The entities (or ids) of a batch request body; BadRequestData unless 1..MAX_BATCH."""
     if not isinstance(body, list):
         raise BadRequestData("a batch operation takes a JSON array")
     if not body:

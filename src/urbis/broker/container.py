@@ -6,12 +6,21 @@ from dataclasses import dataclass
 
 from urbis.broker.batch import BatchService
 from urbis.broker.contexts import ContextService
+from urbis.broker.csource_notify import CSourceNotifier
+from urbis.broker.csource_subscriptions import CSourceSubscriptionService
 from urbis.broker.entities import EntityService
+from urbis.broker.federation import Federation
+from urbis.broker.federation_batch import DistributedBatch
+from urbis.broker.federation_read import DistributedReads
+from urbis.broker.federation_setup import build_federation
+from urbis.broker.federation_write import DistributedWrites
 from urbis.broker.notifier import Notifier
 from urbis.broker.notify_build import Builder
 from urbis.broker.notify_index import SubscriptionIndex
 from urbis.broker.notify_tally import Tallies
 from urbis.broker.queries import Paging
+from urbis.broker.registration_setup import build_registration_services
+from urbis.broker.registrations import RegistrationService
 from urbis.broker.subscriptions import SubscriptionService
 from urbis.broker.support import SupportService
 from urbis.broker.temporal import TemporalService, retention_of
@@ -44,6 +53,15 @@ class Broker:
     apikeys: ApiKeyService | None = None
     audit: AuditService | None = None
     authenticator: Authenticator | None = None
+    # Context source registrations, the subscriptions to them and their notifier.
+    registrations: RegistrationService | None = None
+    csource_subscriptions: CSourceSubscriptionService | None = None
+    csource_notifier: CSourceNotifier | None = None
+    # Distributed operations over the registered sources (set by build_broker).
+    federation: Federation | None = None
+    federated_reads: DistributedReads | None = None
+    federated_writes: DistributedWrites | None = None
+    federated_batch: DistributedBatch | None = None
 
     async def close(self) -> None:
         """Stop the notifier, flush context usage and release the stores."""
@@ -53,6 +71,10 @@ class Broker:
             if policy.hooks.on_deny == self.audit.denied:
                 policy.hooks.on_deny = policy.hooks.on_allow = None
             await self.audit.close()
+        if self.csource_notifier is not None:
+            await self.csource_notifier.close()
+        if self.federation is not None:
+            await self.federation.close()
         await self.notifier.close()
         await self.contexts.close()
         if self.authenticator is not None and self.authenticator.jwks is not None:
@@ -90,6 +112,15 @@ async def build_broker(settings: Settings) -> Broker:
     subscriptions.policy = policy
     broker = Broker(stores, entities, BatchService(entities), contexts, paging, subscriptions,
                     SupportService(stores), notifier)
+    federation = build_registration_services(settings, stores, contexts, paging)
+    if federation is not None:
+        broker.registrations = federation.registrations
+        broker.csource_subscriptions = federation.csource_subscriptions
+        broker.csource_notifier = federation.notifier
+    distributed = build_federation(settings, broker.registrations, contexts, entities,
+                                   broker.batch)
+    broker.federation, broker.federated_reads = distributed.federation, distributed.reads
+    broker.federated_writes, broker.federated_batch = distributed.writes, distributed.batch
     if stores.apikeys is not None:
         broker.apikeys, broker.authenticator = build_security(settings, stores.apikeys,
                                                               stores.invalidations)

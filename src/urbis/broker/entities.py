@@ -36,6 +36,8 @@ from urbis.storage.base import (
 
 Fn = Callable[[Entity | None], Change]
 SensitiveReadHook = Callable[[Actor, list[str], list[str]], Awaitable[None]]
+# Called with (actor, entity id, attribute IRIs) after a PATCH of attributes committed.
+PatchHook = Callable[[Actor, str, list[str]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -57,6 +59,7 @@ class EntityService:
         self.on_sensitive_read: list[SensitiveReadHook] = []
         # Called with the tenant once a write has committed (the notifier wakes up).
         self.after_write: list[Callable[[str], None]] = []
+        self.after_patch: list[PatchHook] = []  # the IoT agent sends commands from here
 
     def _wrote(self, tenant: str) -> None:
         for listener in self.after_write:
@@ -147,7 +150,7 @@ class EntityService:
         """PATCH /entities/{id} (merge-patch)."""
         check_uri(entity_id, "entity id")
         self.policy.check_write(actor, [entity_id])
-        patch = _parse_fragment(body, tm, entity_id, allow_null=True)
+        patch = parse_fragment(body, tm, entity_id, allow_null=True)
         now = now_iso()
         await self._one(actor, entity_id,
                         lambda cur: Change(ops.merge_entity(cur, entity_id, patch, now)))
@@ -166,7 +169,7 @@ class EntityService:
         """POST /entities/{id}/attrs."""
         check_uri(entity_id, "entity id")
         self.policy.check_write(actor, [entity_id])
-        patch = _parse_fragment(body, tm, entity_id)
+        patch = parse_fragment(body, tm, entity_id)
         now = now_iso()
 
         def fn(cur: Entity | None) -> Change:
@@ -182,14 +185,17 @@ class EntityService:
         """PATCH /entities/{id}/attrs."""
         check_uri(entity_id, "entity id")
         self.policy.check_write(actor, [entity_id])
-        patch = _parse_fragment(body, tm, entity_id)
+        patch = parse_fragment(body, tm, entity_id)
         now = now_iso()
 
         def fn(cur: Entity | None) -> Change:
             entity, report = ops.update_attrs(cur, entity_id, patch.attrs, now)
             return Change(entity if report.updated else None, result=report)
 
-        return (await self._one(actor, entity_id, fn)).result
+        report = (await self._one(actor, entity_id, fn)).result
+        for hook in self.after_patch if report.updated else ():
+            await hook(actor, entity_id, list(report.updated))
+        return report
 
     @requires(ENTITIES_WRITE)
     async def patch_attr(self, actor: Actor, entity_id: str, attr: str, body: Any, tm: TermMap,
@@ -205,6 +211,8 @@ class EntityService:
         op = ops.replace_attr if replace else ops.patch_attr
         now = now_iso()
         await self._one(actor, entity_id, lambda cur: Change(op(cur, entity_id, name, inst, now)))
+        for hook in self.after_patch:
+            await hook(actor, entity_id, [name])
 
     @requires(ENTITIES_WRITE)
     async def delete_attr(self, actor: Actor, entity_id: str, attr: str, tm: TermMap,
@@ -232,8 +240,11 @@ class EntityService:
     async def types(self, actor: Actor) -> list[TypeInfo]:
         """GET /types (the types the caller may read)."""
         await self.require_tenant(actor)
+        return self.readable_types(actor, await self.store.types(actor.tenant))
+
+    def readable_types(self, actor: Actor, infos: list[TypeInfo]) -> list[TypeInfo]:
+        """The types the caller may read, without the attributes hidden from it."""
         allowed = self.policy.readable_types(actor)
-        infos = await self.store.types(actor.tenant)
         infos = [i for i in infos if allowed is None or named(i.type, allowed)]
         for info in infos:
             for attr in [a for a in info.attributes if self.policy.hidden(actor, a)]:
@@ -244,17 +255,22 @@ class EntityService:
     async def attributes(self, actor: Actor) -> list[AttributeInfo]:
         """GET /attributes (of the types the caller may read)."""
         await self.require_tenant(actor)
+        return self.readable_attributes(actor, await self.store.attributes(actor.tenant))
+
+    def readable_attributes(self, actor: Actor, infos: list[AttributeInfo]
+                            ) -> list[AttributeInfo]:
+        """The attributes the caller may read, of the types it may read."""
         allowed = self.policy.readable_types(actor)
-        infos = []
-        for info in await self.store.attributes(actor.tenant):
+        out = []
+        for info in infos:
             if self.policy.hidden(actor, info.name):
                 continue
             if allowed is not None:
                 info.types = {t for t in info.types if named(t, allowed)}
                 if not info.types:
                     continue
-            infos.append(info)
-        return infos
+            out.append(info)
+        return out
 
     @internal
     async def run_batch(self, actor: Actor, mutations: list[Mutation],
@@ -275,7 +291,8 @@ class EntityService:
         return result
 
 
-def _parse_fragment(body: Any, tm: TermMap, entity_id: str, allow_null: bool = False) -> Entity:
+def parse_fragment(body: Any, tm: TermMap, entity_id: str, allow_null: bool = False) -> Entity:
+    """An entity fragment of a request body for the entity of the URL (validated)."""
     if not isinstance(body, dict):
         raise BadRequestData("the request body must be a JSON object")
     if "id" in body and body["id"] != entity_id:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from urbis.cli import apikey, audit, config, db, transfer
+from urbis.cli import apikey, audit, config, db, feed, iot, transfer
 from urbis.settings import SettingsError, load_settings, sources
 
 
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_parsers(sub)
     apikey.add_parsers(sub)
     audit.add_parsers(sub)
+    feed.add_parsers(sub)
+    iot.add_parsers(sub)
     return parser
 
 
@@ -62,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return apikey.main(settings, args)
     if args.command == "audit":
         return audit.main(settings, args)
+    if args.command == "feed":
+        return feed.main(settings, args)
+    if args.command == "iot":
+        return iot.main(settings, args)
     if args.command in ("export", "import"):
         return transfer.main(settings, args)
     return 1

@@ -31,7 +31,7 @@ def serve(settings: Settings, demo: bool = False) -> int:
     if settings.workers > 1:
         return serve_workers(settings, demo)
     configure_logging(settings)
-    app = create_app(settings, demo=demo)
+    app = create_app(settings, demo=demo, iot_agent=True)
     announce(settings)
     tune_gc()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
@@ -71,7 +71,7 @@ def worker_app() -> Starlette:
     """The app of one worker process, configured by the URBIS_* variables of its parent."""
     settings = load_settings()
     configure_logging(settings)
-    app = create_app(settings)
+    app = create_app(settings, iot_agent=True)
     tune_gc()
     return app
 
@@ -88,6 +88,12 @@ def announce(settings: Settings) -> None:
     workers = f"{settings.workers} workers, " if settings.workers > 1 else ""
     print(f"urbis: NGSI-LD API on {settings.public_url}/ngsi-ld/v1/ ({workers}store "
           f"{settings.store})", flush=True)
+    scheme = "https" if settings.tls_certfile else "http"
+    for port, what in ((settings.iota_port, "IoT agent provisioning (/iot/services, "
+                                            "/iot/devices)"),
+                       (settings.iota_http_port, "IoT agent HTTP southbound (/iot/json, /iot/d)")):
+        if port:
+            print(f"urbis: {what} on {scheme}://{settings.host}:{port}", flush=True)
 
 
 async def _prepare(settings: Settings, demo: bool) -> None:

@@ -54,6 +54,12 @@ class AlreadyExists(NgsiError):
     problem, status, title = "AlreadyExists", 409, "Already exists"
 
 
+class Conflict(NgsiError):
+    """The request conflicts with the current state (e.g. overlapping exclusive registrations)."""
+
+    problem, status, title = "Conflict", 409, "Conflict"
+
+
 class OperationNotSupported(NgsiError):
     """The operation is not supported."""
 

@@ -41,6 +41,20 @@ NOTIFICATIONS = Counter("urbis_notifications_total",
 AGENT_MEASURES = Counter("urbis_agent_measures_total",
                          "Device measures received by IoT agents, by outcome.",
                          ("agent", "outcome"))
+DEVICE_STATE = Counter("urbis_device_state_changes_total",
+                       "IoT devices that went offline (silent past their expectedInterval) or "
+                       "came back online.", ("state",))
+FEED_RUNS = Counter("urbis_feed_runs_total",
+                    "Feed imports by feed and outcome (ok, partial: some records rejected, "
+                    "unchanged: source not modified, failed).", ("feed", "outcome"))
+FEED_ENTITIES = Counter("urbis_feed_entities_total",
+                        "Entities written and records rejected by feed imports.",
+                        ("feed", "outcome"))
+FEED_DURATION = Histogram("urbis_feed_run_duration_seconds", "Time of one feed import.",
+                          ("feed",), buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
+FEED_LAST_SUCCESS = Gauge("urbis_feed_last_success_timestamp_seconds",
+                          "When each feed last imported without failing (Unix time).",
+                          ("feed",), multiprocess_mode="max")
 
 # A scrape-time source of gauge samples: (name, help, [(labels, value), ...]).
 GaugeSource = Callable[[], Awaitable[list[tuple[str, str, list[tuple[dict[str, str], float]]]]]]

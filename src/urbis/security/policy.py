@@ -36,15 +36,26 @@ TEMPORAL_WRITE = "temporal.write"
 APIKEYS = "apikeys.manage"
 AUDIT = "audit.read"
 OPERATIONS = "operations.read"  # metrics
+FEEDS_READ = "feeds.read"  # status of scheduled imports (connectors)
+FEEDS_RUN = "feeds.run"  # run an import now
+DEVICES_READ = "devices.read"  # IoT agent service groups, devices, dead letters
+DEVICES_WRITE = "devices.write"  # provision service groups and devices
+REGISTRATIONS_READ = "registrations.read"  # context source registrations, csourceSubscriptions
+REGISTRATIONS_WRITE = "registrations.write"
+REGISTRATIONS_SUBSCRIBE = "registrations.subscribe"  # write subscriptions to registrations
 NONE = "none"  # operations anyone may call (e.g. the @context a request names is resolved)
 
 GRANTS: dict[str, frozenset[str]] = {
     ADMIN: frozenset({ENTITIES_READ, ENTITIES_WRITE, ENTITIES_PURGE, DISCOVERY,
                       SUBSCRIPTIONS_READ, SUBSCRIPTIONS_WRITE, CONTEXTS_READ, CONTEXTS_WRITE,
-                      TEMPORAL_READ, TEMPORAL_WRITE, APIKEYS, AUDIT, OPERATIONS}),
+                      TEMPORAL_READ, TEMPORAL_WRITE, APIKEYS, AUDIT, OPERATIONS,
+                      FEEDS_READ, FEEDS_RUN, DEVICES_READ, DEVICES_WRITE, REGISTRATIONS_READ,
+                      REGISTRATIONS_WRITE, REGISTRATIONS_SUBSCRIBE}),
     OPERATOR: frozenset({ENTITIES_READ, ENTITIES_WRITE, ENTITIES_PURGE, DISCOVERY,
                          SUBSCRIPTIONS_READ, SUBSCRIPTIONS_WRITE, CONTEXTS_READ,
-                         CONTEXTS_WRITE, TEMPORAL_READ, TEMPORAL_WRITE, OPERATIONS}),
+                         CONTEXTS_WRITE, TEMPORAL_READ, TEMPORAL_WRITE, OPERATIONS,
+                         FEEDS_READ, FEEDS_RUN, DEVICES_READ, DEVICES_WRITE,
+                         REGISTRATIONS_READ, REGISTRATIONS_WRITE, REGISTRATIONS_SUBSCRIBE}),
     ANALYST: frozenset({ENTITIES_READ, DISCOVERY, SUBSCRIPTIONS_READ, SUBSCRIPTIONS_WRITE,
                         CONTEXTS_READ, TEMPORAL_READ}),
     DEVICE: frozenset({ENTITIES_READ, ENTITIES_WRITE, CONTEXTS_READ}),
@@ -52,7 +63,8 @@ GRANTS: dict[str, frozenset[str]] = {
 }
 # Permissions on the platform rather than on one tenant's data: the NGSILD-Tenant of the
 # request does not matter (API keys and audit records are filtered by the caller's tenants).
-PLATFORM = frozenset({APIKEYS, AUDIT, OPERATIONS, CONTEXTS_READ, CONTEXTS_WRITE})
+PLATFORM = frozenset({APIKEYS, AUDIT, OPERATIONS, CONTEXTS_READ, CONTEXTS_WRITE,
+                      FEEDS_READ, FEEDS_RUN})
 # Roles whose reads are limited to entity types (the analyst's own, or the published ones).
 TYPE_SCOPED = frozenset({ANALYST, PUBLIC})
 
@@ -93,7 +105,9 @@ class Hooks:
     # journal sees), with the id the operation names, if any.
     on_allow: Callable[[Call, Sequence[str]], Awaitable[None]] | None = None
     recorded: frozenset[str] = frozenset({SUBSCRIPTIONS_WRITE, CONTEXTS_WRITE,
-                                          TEMPORAL_WRITE, APIKEYS})
+                                          TEMPORAL_WRITE, APIKEYS, FEEDS_RUN,
+                                          DEVICES_WRITE, REGISTRATIONS_WRITE,
+                                          REGISTRATIONS_SUBSCRIBE})
 
 
 hooks = Hooks()

@@ -12,6 +12,8 @@ from urbis.storage.base import (
     OutboxStore,
     SubscriptionStore,
 )
+from urbis.storage.devices_base import DeviceStore
+from urbis.storage.registrations_base import RegistrationStore
 from urbis.storage.security_base import ApiKeyStore, AuditStore
 from urbis.storage.temporal_base import TemporalStore
 
@@ -32,6 +34,10 @@ class Stores:
     apikeys: ApiKeyStore | None = None  # set by open_stores on every backend
     # The audit log; every entity change is journaled into it when audit is on.
     audit: AuditStore | None = None
+    devices: DeviceStore | None = None  # the IoT agents' registry; set on every backend
+    # Context source registrations and the subscriptions to them; set on every backend.
+    registrations: RegistrationStore | None = None
+    csource_subscriptions: SubscriptionStore | None = None
 
     async def close(self) -> None:
         """Close every backend."""
@@ -78,8 +84,15 @@ async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full",
         audit_log = SqliteAuditStore(entities.db)
         if audit:
             entities.add_journal(audit_log.journal)
+        from urbis.storage.sqlite.devices import SqliteDeviceStore
+        from urbis.storage.sqlite.registrations import SqliteRegistrationStore
+
         return Stores(entities, contexts, subscriptions, outbox, temporal=temporal,
-                      apikeys=SqliteApiKeyStore(entities.db), audit=audit_log)
+                      apikeys=SqliteApiKeyStore(entities.db), audit=audit_log,
+                      devices=SqliteDeviceStore(entities.db),
+                      registrations=SqliteRegistrationStore(entities.db, entities.note_tenant),
+                      csource_subscriptions=SqliteSubscriptionStore(
+                          entities.db, entities.note_tenant, prefix="csource_"))
     if scheme in ("postgresql", "postgres"):
         from urbis.storage.postgres import open_postgres_stores
         from urbis.storage.postgres.outbox import PostgresOutbox
@@ -100,7 +113,16 @@ async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full",
         pg_audit = PostgresAuditStore(pg_entities.db)
         if audit:
             pg_entities.add_journal(pg_audit.journal)
+        from urbis.storage.postgres.devices import PostgresDeviceStore
+        from urbis.storage.postgres.registrations import PostgresRegistrationStore
+        from urbis.storage.registrations_base import TOPIC_CSOURCE_SUBSCRIPTIONS
+
         return Stores(pg_entities, pg_contexts, pg_subscriptions, pg_outbox,
                       pg_entities.invalidations, temporal=pg_temporal,
-                      apikeys=PostgresApiKeyStore(pg_entities.db), audit=pg_audit)
+                      apikeys=PostgresApiKeyStore(pg_entities.db), audit=pg_audit,
+                      devices=PostgresDeviceStore(pg_entities.db),
+                      registrations=PostgresRegistrationStore(pg_entities.db),
+                      csource_subscriptions=PostgresSubscriptionStore(
+                          pg_entities.db, prefix="csource_",
+                          topic=TOPIC_CSOURCE_SUBSCRIPTIONS))
     raise ValueError(f"unsupported store URL {url!r} (use sqlite:///PATH or postgresql://...)")

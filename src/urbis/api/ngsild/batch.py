@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from urbis.api.ngsild.common import negotiate, read_json, request_context
 from urbis.api.ngsild.entities import run_query
+from urbis.api.ngsild.federated import hop_of
 from urbis.api.responses import json_response
 from urbis.broker.entities import BatchResult
 from urbis.context.errors import BadRequestData
@@ -35,7 +36,8 @@ async def batch_create(request: Request) -> Response:
     """POST /entityOperations/create."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    result = await request.app.state.broker.batch.create(ctx.actor, body, ctx.tm)
+    result = await request.app.state.broker.federated_batch.create(ctx.actor, body, ctx.tm,
+                                                                   hop_of(request))
     if not result.errors:
         return json_response(result.success, 201)
     return _result(result, True)
@@ -45,8 +47,8 @@ async def batch_upsert(request: Request) -> Response:
     """POST /entityOperations/upsert (options=replace, the default, or update)."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    result = await request.app.state.broker.batch.upsert(ctx.actor, body, ctx.tm,
-                                                         update="update" in _options(request))
+    result = await request.app.state.broker.federated_batch.upsert(
+        ctx.actor, body, ctx.tm, "update" in _options(request), hop_of(request))
     return _result(result, True)
 
 
@@ -54,8 +56,8 @@ async def batch_update(request: Request) -> Response:
     """POST /entityOperations/update (options=noOverwrite)."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    result = await request.app.state.broker.batch.update(
-        ctx.actor, body, ctx.tm, overwrite="noOverwrite" not in _options(request))
+    result = await request.app.state.broker.federated_batch.update(
+        ctx.actor, body, ctx.tm, "noOverwrite" not in _options(request), hop_of(request))
     return _result(result, False)
 
 
@@ -63,7 +65,8 @@ async def batch_merge(request: Request) -> Response:
     """POST /entityOperations/merge."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    result = await request.app.state.broker.batch.merge(ctx.actor, body, ctx.tm)
+    result = await request.app.state.broker.federated_batch.merge(ctx.actor, body, ctx.tm,
+                                                                  hop_of(request))
     return _result(result, False)
 
 
@@ -71,7 +74,8 @@ async def batch_delete(request: Request) -> Response:
     """POST /entityOperations/delete."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    result = await request.app.state.broker.batch.delete(ctx.actor, body)
+    result = await request.app.state.broker.federated_batch.delete(ctx.actor, body,
+                                                                   hop_of(request))
     return _result(result, False)
 
 
@@ -101,7 +105,7 @@ def _query_params(body: dict[str, Any], request: Request) -> dict[str, Any]:
             params["type"] = types
         if patterns:
             params["idPattern"] = patterns[0]
-    for key in ("attrs", "q", "geoQ", "scopeQ", "lang", "pick", "omit", "orderBy"):
+    for key in ("attrs", "q", "geoQ", "scopeQ", "lang", "pick", "omit", "orderBy", "local"):
         if key in body:
             params[key] = body[key]
     return params

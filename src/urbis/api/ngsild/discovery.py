@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from urbis.api.ngsild.common import RequestContext, entity_response, negotiate, request_context
+from urbis.api.ngsild.federated import hop_of, not_found, warn
 from urbis.context.errors import ResourceNotFound
 from urbis.storage.base import AttributeInfo, TypeInfo
 
@@ -42,15 +43,17 @@ async def list_types(request: Request) -> Response:
     """GET /types (details=true for EntityType objects)."""
     kind = negotiate(request)
     ctx = await request_context(request)
-    infos = await request.app.state.broker.entities.types(ctx.actor)
+    answer = await request.app.state.broker.federated_reads.types(ctx.actor, hop_of(request))
+    infos = answer.value
     if _details(request):
-        return entity_response([_type_entry(i, ctx) for i in infos], ctx, kind)
+        return warn(entity_response([_type_entry(i, ctx) for i in infos], ctx, kind),
+                    answer.warnings)
     body = {
         "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
         "type": "EntityTypeList",
         "typeList": [ctx.tm.compact_value_iri(i.type) for i in infos],
     }
-    return entity_response(body, ctx, kind)
+    return warn(entity_response(body, ctx, kind), answer.warnings)
 
 
 async def type_info(request: Request) -> Response:
@@ -58,10 +61,11 @@ async def type_info(request: Request) -> Response:
     kind = negotiate(request)
     ctx = await request_context(request)
     wanted = ctx.tm.expand(request.path_params["type"])
-    infos = await request.app.state.broker.entities.types(ctx.actor)
-    info = next((i for i in infos if i.type == wanted), None)
+    answer = await request.app.state.broker.federated_reads.types(ctx.actor, hop_of(request))
+    info = next((i for i in answer.value if i.type == wanted), None)
     if info is None:
-        raise ResourceNotFound(f"no entity of type {request.path_params['type']}")
+        return not_found(ResourceNotFound(f"no entity of type {request.path_params['type']}"),
+                         answer.warnings)
     body = {
         "id": info.type,
         "type": "EntityTypeInfo",
@@ -73,22 +77,25 @@ async def type_info(request: Request) -> Response:
             for name, types in sorted(info.attributes.items())
         ],
     }
-    return entity_response(body, ctx, kind)
+    return warn(entity_response(body, ctx, kind), answer.warnings)
 
 
 async def list_attributes(request: Request) -> Response:
     """GET /attributes (details=true for Attribute objects)."""
     kind = negotiate(request)
     ctx = await request_context(request)
-    infos = await request.app.state.broker.entities.attributes(ctx.actor)
+    answer = await request.app.state.broker.federated_reads.attributes(ctx.actor,
+                                                                       hop_of(request))
+    infos = answer.value
     if _details(request):
-        return entity_response([_attribute_entry(i, ctx) for i in infos], ctx, kind)
+        return warn(entity_response([_attribute_entry(i, ctx) for i in infos], ctx, kind),
+                    answer.warnings)
     body = {
         "id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}",
         "type": "AttributeList",
         "attributeList": [ctx.tm.compact(i.name) for i in infos],
     }
-    return entity_response(body, ctx, kind)
+    return warn(entity_response(body, ctx, kind), answer.warnings)
 
 
 async def attribute_info(request: Request) -> Response:
@@ -96,11 +103,13 @@ async def attribute_info(request: Request) -> Response:
     kind = negotiate(request)
     ctx = await request_context(request)
     wanted = ctx.tm.expand(request.path_params["attr"])
-    infos = await request.app.state.broker.entities.attributes(ctx.actor)
-    info = next((i for i in infos if i.name == wanted), None)
+    answer = await request.app.state.broker.federated_reads.attributes(ctx.actor,
+                                                                       hop_of(request))
+    info = next((i for i in answer.value if i.name == wanted), None)
     if info is None:
-        raise ResourceNotFound(f"no attribute {request.path_params['attr']}")
-    return entity_response(_attribute_entry(info, ctx), ctx, kind)
+        return not_found(ResourceNotFound(f"no attribute {request.path_params['attr']}"),
+                         answer.warnings)
+    return warn(entity_response(_attribute_entry(info, ctx), ctx, kind), answer.warnings)
 
 
 routes = [

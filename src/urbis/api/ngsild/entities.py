@@ -17,9 +17,11 @@ from urbis.api.ngsild.common import (
     request_context,
     response_context,
 )
+from urbis.api.ngsild.federated import hop_of, not_found, warn, written_response
 from urbis.api.responses import GEO_JSON, json_response
+from urbis.broker.federation import Federated
 from urbis.broker.queries import entity_query, render_options
-from urbis.context.errors import BadRequestData
+from urbis.context.errors import BadRequestData, ResourceNotFound
 from urbis.context.geojson import to_feature, to_feature_collection
 from urbis.context.operations import AttrReport
 from urbis.context.render import render
@@ -41,8 +43,15 @@ async def create_entity(request: Request) -> Response:
     """POST /entities."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    entity_id = await _broker(request).entities.create(ctx.actor, body, ctx.tm)
-    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{entity_id}"})
+    written = await _broker(request).federated_writes.create(ctx.actor, body, ctx.tm,
+                                                             hop_of(request))
+
+    def created(entity_id: Any) -> Response:
+        entity_id = entity_id or body.get("id")
+        return Response(status_code=201,
+                        headers={"Location": f"/ngsi-ld/v1/entities/{entity_id}"})
+
+    return written_response(written, ctx, created)
 
 
 async def query_entities(request: Request) -> Response:
@@ -59,7 +68,13 @@ async def run_query(request: Request, params: dict[str, Any], ctx: RequestContex
     broker = _broker(request)
     query = entity_query(params, ctx.tm, broker.paging)
     opts = render_options(params, ctx.tm)
-    result = await broker.entities.query(ctx.actor, query)
+    hop = hop_of(request, params)
+    if broker.federation.idle(ctx.actor.tenant, hop):  # the hot path: nothing to ask
+        answer = Federated(await broker.entities.query(ctx.actor, query))
+    else:
+        caller = (ctx.link_url, ctx.tm) if ctx.link_url else None
+        answer = await broker.federated_reads.query(ctx.actor, query, hop, caller)
+    result = answer.value
     items = [render(e, ctx.tm, opts) for e in result.entities]
     headers: dict[str, str] = {}
     if result.count is not None:
@@ -70,11 +85,11 @@ async def run_query(request: Request, params: dict[str, Any], ctx: RequestContex
     if kind == GEO_JSON:
         body = to_feature_collection(items, params.get("geometryProperty", "location"),
                                      response_context(ctx))
-        return json_response(body, 200, headers, GEO_JSON)
+        return warn(json_response(body, 200, headers, GEO_JSON), answer.warnings)
     response = entity_response(items, ctx, kind, headers=headers)
     if links and request.method == "GET" and "Link" in response.headers:
         response.headers["Link"] = response.headers["Link"] + ", " + links
-    return response
+    return warn(response, answer.warnings)
 
 
 def page_links(request: Request, params: dict[str, Any], limit: int, offset: int,
@@ -103,39 +118,52 @@ async def retrieve_entity(request: Request) -> Response:
     params = _params(request)
     kind = negotiate(request, geo=True)
     ctx = await request_context(request)
-    entity = await _broker(request).entities.get(ctx.actor, request.path_params["entity_id"])
-    body = render(entity, ctx.tm, render_options(params, ctx.tm))
+    entity_id = request.path_params["entity_id"]
+    opts = render_options(params, ctx.tm)
+    broker, hop = _broker(request), hop_of(request, params)
+    if broker.federation.idle(ctx.actor.tenant, hop):  # the hot path: nothing to ask
+        answer = Federated(await broker.entities.get(ctx.actor, entity_id))
+    else:
+        answer = await broker.federated_reads.retrieve(ctx.actor, entity_id, opts.attrs, hop)
+    if answer.value is None:
+        return not_found(ResourceNotFound(f"entity {entity_id} not found"), answer.warnings)
+    body = render(answer.value, ctx.tm, opts)
     if kind == GEO_JSON:
         feature = to_feature(body, params.get("geometryProperty", "location"),
                              key_values="keyValues" in (params.get("options") or "") or
                              params.get("format") in ("keyValues", "simplified"))
         feature["@context"] = response_context(ctx)
-        return json_response(feature, 200, None, GEO_JSON)
-    return entity_response(body, ctx, kind)
+        return warn(json_response(feature, 200, None, GEO_JSON), answer.warnings)
+    return warn(entity_response(body, ctx, kind), answer.warnings)
 
 
 async def replace_entity(request: Request) -> Response:
     """PUT /entities/{entityId}."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    await _broker(request).entities.replace(ctx.actor, request.path_params["entity_id"], body,
-                                            ctx.tm)
-    return Response(status_code=204)
+    written = await _broker(request).federated_writes.replace(
+        ctx.actor, request.path_params["entity_id"], body, ctx.tm, hop_of(request))
+    return written_response(written, ctx, _no_content)
 
 
 async def merge_entity(request: Request) -> Response:
     """PATCH /entities/{entityId}."""
     body, inline = await read_json(request, merge_patch=True)
     ctx = await request_context(request, inline)
-    await _broker(request).entities.merge(ctx.actor, request.path_params["entity_id"], body,
-                                          ctx.tm)
-    return Response(status_code=204)
+    written = await _broker(request).federated_writes.merge(
+        ctx.actor, request.path_params["entity_id"], body, ctx.tm, hop_of(request))
+    return written_response(written, ctx, _no_content)
 
 
 async def delete_entity(request: Request) -> Response:
     """DELETE /entities/{entityId}."""
     ctx = await request_context(request)
-    await _broker(request).entities.delete(ctx.actor, request.path_params["entity_id"])
+    written = await _broker(request).federated_writes.delete(
+        ctx.actor, request.path_params["entity_id"], hop_of(request))
+    return written_response(written, ctx, _no_content)
+
+
+def _no_content(_: Any = None) -> Response:
     return Response(status_code=204)
 
 
@@ -166,19 +194,23 @@ async def append_attrs(request: Request) -> Response:
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
     options = request.query_params.get("options", "")
-    report = await _broker(request).entities.append_attrs(
+    written = await _broker(request).federated_writes.append_attrs(
         ctx.actor, request.path_params["entity_id"], body, ctx.tm,
-        overwrite="noOverwrite" not in options.split(","))
-    return report_response(report, ctx)
+        "noOverwrite" not in options.split(","), hop_of(request))
+    return written_response(written, ctx, lambda report: _report(report, ctx))
 
 
 async def update_attrs(request: Request) -> Response:
     """PATCH /entities/{entityId}/attrs."""
     body, inline = await read_json(request)
     ctx = await request_context(request, inline)
-    report = await _broker(request).entities.update_attrs(
-        ctx.actor, request.path_params["entity_id"], body, ctx.tm)
-    return report_response(report, ctx)
+    written = await _broker(request).federated_writes.update_attrs(
+        ctx.actor, request.path_params["entity_id"], body, ctx.tm, hop_of(request))
+    return written_response(written, ctx, lambda report: _report(report, ctx))
+
+
+def _report(report: AttrReport | None, ctx: RequestContext) -> Response:
+    return report_response(report, ctx) if report is not None else Response(status_code=204)
 
 
 async def patch_attr(request: Request) -> Response:
@@ -194,20 +226,26 @@ async def replace_attr(request: Request) -> Response:
 async def _attr_write(request: Request, replace: bool) -> Response:
     body, inline = await read_json(request, merge_patch=not replace)
     ctx = await request_context(request, inline)
-    await _broker(request).entities.patch_attr(
-        ctx.actor, request.path_params["entity_id"], request.path_params["attr_id"], body,
-        ctx.tm, replace=replace)
-    return Response(status_code=204)
+    broker, hop = _broker(request), hop_of(request)
+    entity_id, attr = request.path_params["entity_id"], request.path_params["attr_id"]
+    if broker.federation.idle(ctx.actor.tenant, hop):  # the hot path: nothing to forward
+        await broker.entities.patch_attr(ctx.actor, entity_id, attr, body, ctx.tm,
+                                         replace=replace)
+        return Response(status_code=204)
+    written = await broker.federated_writes.patch_attr(ctx.actor, entity_id, attr, body,
+                                                       ctx.tm, hop, replace=replace)
+    return written_response(written, ctx, _no_content)
 
 
 async def delete_attr(request: Request) -> Response:
     """DELETE /entities/{entityId}/attrs/{attrId}."""
     ctx = await request_context(request)
     delete_all = request.query_params.get("deleteAll", "false").lower() == "true"
-    await _broker(request).entities.delete_attr(
+    written = await _broker(request).federated_writes.delete_attr(
         ctx.actor, request.path_params["entity_id"], request.path_params["attr_id"], ctx.tm,
-        dataset_id=request.query_params.get("datasetId"), delete_all=delete_all)
-    return Response(status_code=204)
+        hop_of(request), dataset_id=request.query_params.get("datasetId"),
+        delete_all=delete_all)
+    return written_response(written, ctx, _no_content)
 
 
 routes = [

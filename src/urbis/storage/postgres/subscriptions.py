@@ -3,13 +3,16 @@
 Each write is one transaction; an update locks the row (`FOR UPDATE`) for its
 read-modify-write, so concurrent updates of one subscription by several workers apply one
 after the other. Writes are not retried on a lost connection (the outcome of a COMMIT that
-got no answer is unknown); reads are, once.
+got no answer is unknown); reads are, once. The same store keeps the subscriptions to context
+source registrations in tables of the same shape (`prefix="csource_"`, announced on their own
+topic).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -72,13 +75,45 @@ _ATTRS = ("INSERT INTO subscription_attrs (pk, tenant, attr) "
           "SELECT $1, $2, unnest($3::text[])")
 _ADD_TENANT = "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_TABLE = re.compile(r"\b(subscriptions|subscription_types|subscription_attrs)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """The statements of one set of subscription tables."""
+
+    get: str = _GET
+    lock: str = _LOCK
+    page: str = _PAGE
+    count: str = _COUNT
+    active: str = _ACTIVE
+    candidates: str = _CANDIDATES
+    insert: str = _INSERT
+    rewrite: str = _REWRITE
+    delete: str = _DELETE
+    record: str = _RECORD
+    tally: str = _TALLY
+    types: str = _TYPES
+    attrs: str = _ATTRS
+    clear_types: str = "DELETE FROM subscription_types WHERE pk = $1"
+    clear_attrs: str = "DELETE FROM subscription_attrs WHERE pk = $1"
+
+    @classmethod
+    def of(cls, prefix: str) -> _Sql:
+        """The statements with every table name prefixed."""
+        fields = {name: _TABLE.sub(lambda m: prefix + m.group(1), getattr(cls(), name))
+                  for name in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 class PostgresSubscriptionStore:
     """Subscriptions in PostgreSQL, sharing the entity store's pool and schema."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, prefix: str = "",
+                 topic: str = TOPIC_SUBSCRIPTIONS) -> None:
         self.db = database
+        self._sql = _Sql.of(prefix)
+        self._topic = topic
 
     async def open(self) -> None:
         """Nothing to do: the entity store opens (and migrates) the shared pool."""
@@ -96,19 +131,19 @@ class PostgresSubscriptionStore:
 
     async def create(self, tenant: str, subscription: Subscription) -> None:
         """Insert with its index rows; AlreadyExists when the id is taken in the tenant."""
-        sub = subscription
+        sub, sql = subscription, self._sql
         body = _body(sub)
         _check_text(tenant, sub.id)
 
         async def job(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
-                pk = await conn.fetchval(_INSERT, tenant, sub.id, body, *_columns(sub),
+                pk = await conn.fetchval(sql.insert, tenant, sub.id, body, *_columns(sub),
                                          sub.created_at, sub.modified_at)
                 if pk is None:
                     raise AlreadyExists(f"subscription {sub.id} already exists")
-                await _index(conn, tenant, pk, sub)
+                await _index(conn, sql, tenant, pk, sub)
                 await conn.execute(_ADD_TENANT, tenant, sub.created_at)
-                await announce(conn, TOPIC_SUBSCRIPTIONS, tenant)
+                await announce(conn, self._topic, tenant)
 
         await self.db.run(job, retry=False)
 
@@ -116,7 +151,8 @@ class PostgresSubscriptionStore:
         """One subscription by id (an index look-up)."""
         if "\x00" in tenant or "\x00" in subscription_id:
             return None
-        row = await self.db.run(lambda conn: conn.fetchrow(_GET, tenant, subscription_id))
+        row = await self.db.run(
+            lambda conn: conn.fetchrow(self._sql.get, tenant, subscription_id))
         return None if row is None else _decode(row)
 
     async def query(self, tenant: str, *, limit: int, offset: int = 0, count: bool = False
@@ -124,11 +160,12 @@ class PostgresSubscriptionStore:
         """A page in creation order, and the count when asked for (one snapshot)."""
         if "\x00" in tenant:
             return SubscriptionPage([], 0 if count else None)
+        sql = self._sql
 
         async def job(conn: asyncpg.Connection) -> SubscriptionPage:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                rows = await conn.fetch(_PAGE, tenant, limit, offset) if limit > 0 else []
-                total = await conn.fetchval(_COUNT, tenant) if count else None
+                rows = await conn.fetch(sql.page, tenant, limit, offset) if limit > 0 else []
+                total = await conn.fetchval(sql.count, tenant) if count else None
             return SubscriptionPage([_decode(r) for r in rows], total)
 
         return await self.db.run(job)
@@ -139,17 +176,18 @@ class PostgresSubscriptionStore:
         missing = ResourceNotFound(f"subscription {subscription_id} not found")
         if "\x00" in tenant or "\x00" in subscription_id:
             raise missing
+        sql = self._sql
 
         async def job(conn: asyncpg.Connection) -> Subscription:
             async with conn.transaction():
-                row = await conn.fetchrow(_LOCK, tenant, subscription_id)
+                row = await conn.fetchrow(sql.lock, tenant, subscription_id)
                 if row is None:
                     raise missing
                 new = fn(_decode(row[1:]))
-                await conn.execute(_REWRITE, _body(new), *_columns(new), new.modified_at,
+                await conn.execute(sql.rewrite, _body(new), *_columns(new), new.modified_at,
                                    row[0])
-                await _index(conn, tenant, row[0], new)
-                await announce(conn, TOPIC_SUBSCRIPTIONS, tenant)
+                await _index(conn, sql, tenant, row[0], new)
+                await announce(conn, self._topic, tenant)
             return new
 
         return await self.db.run(job, retry=False)
@@ -161,8 +199,8 @@ class PostgresSubscriptionStore:
 
         async def job(conn: asyncpg.Connection) -> str:
             async with conn.transaction():
-                status: str = await conn.execute(_DELETE, tenant, subscription_id)
-                await announce(conn, TOPIC_SUBSCRIPTIONS, tenant)
+                status: str = await conn.execute(self._sql.delete, tenant, subscription_id)
+                await announce(conn, self._topic, tenant)
             return status
 
         return await self.db.run(job, retry=False) != "DELETE 0"
@@ -173,7 +211,7 @@ class PostgresSubscriptionStore:
         if "\x00" in tenant or "\x00" in subscription_id:
             return False
         status = await self.db.run(lambda conn: conn.execute(
-            _RECORD, outcome.ok, outcome.at,
+            self._sql.record, outcome.ok, outcome.at,
             OK if outcome.ok else FAILED if outcome.final else None, tenant,
             subscription_id), retry=False)
         return status != "UPDATE 0"
@@ -186,12 +224,12 @@ class PostgresSubscriptionStore:
         columns = [[getattr(t, name) for t in keep] for name in (
             "tenant", "subscription_id", "sent", "failed", "last_notification",
             "last_success", "last_failure", "last_status")]
-        await self.db.run(lambda conn: conn.execute(_TALLY, *columns), retry=False)
+        await self.db.run(lambda conn: conn.execute(self._sql.tally, *columns), retry=False)
 
     async def active(self, now: str) -> list[tuple[str, Subscription]]:
         """Every tenant's subscriptions that are neither paused nor expired."""
         key = datetime_key(now) or now
-        rows = await self.db.run(lambda conn: conn.fetch(_ACTIVE, key))
+        rows = await self.db.run(lambda conn: conn.fetch(self._sql.active, key))
         return [(r[0], _decode(r[1:])) for r in rows]
 
     async def candidates(self, tenant: str, types: Sequence[str], attrs: Sequence[str],
@@ -201,7 +239,7 @@ class PostgresSubscriptionStore:
             return []
         args = (datetime_key(now) or now, tenant, [t for t in types if "\x00" not in t],
                 [a for a in attrs if "\x00" not in a])
-        rows = await self.db.run(lambda conn: conn.fetch(_CANDIDATES, *args))
+        rows = await self.db.run(lambda conn: conn.fetch(self._sql.candidates, *args))
         return [_decode(r) for r in rows]
 
 
@@ -225,13 +263,14 @@ def _columns(sub: Subscription) -> tuple[Any, ...]:
     return (sub.active, sub.expires_key, interval)
 
 
-async def _index(conn: asyncpg.Connection, tenant: str, pk: int, sub: Subscription) -> None:
-    await conn.execute("DELETE FROM subscription_types WHERE pk = $1", pk)
-    await conn.execute("DELETE FROM subscription_attrs WHERE pk = $1", pk)
-    await conn.execute(_TYPES, pk, tenant, sub.type_keys())
+async def _index(conn: asyncpg.Connection, sql: _Sql, tenant: str, pk: int, sub: Subscription
+                 ) -> None:
+    await conn.execute(sql.clear_types, pk)
+    await conn.execute(sql.clear_attrs, pk)
+    await conn.execute(sql.types, pk, tenant, sub.type_keys())
     attrs = sub.attr_keys()
     if attrs:
-        await conn.execute(_ATTRS, pk, tenant, attrs)
+        await conn.execute(sql.attrs, pk, tenant, attrs)
 
 
 def _decode(row: Sequence[Any]) -> Subscription:

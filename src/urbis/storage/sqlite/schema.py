@@ -230,6 +230,130 @@ MIGRATIONS: list[str] = [
         changes BLOB NOT NULL
     );
     """,
+    # IoT agents (urbis.storage.devices_base): service groups unique by (apikey, resource),
+    # devices by (tenant, device_id) and (apikey, device_id); `body` is the provisioned JSON.
+    # The dead-letter log is trimmed to its newest rows on every append.
+    """
+    CREATE TABLE iot_groups (
+        apikey TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        service_path TEXT NOT NULL,
+        entity_type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (apikey, resource)
+    );
+    CREATE INDEX iot_groups_scope ON iot_groups (tenant, service_path);
+    CREATE TABLE iot_devices (
+        tenant TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        service_path TEXT NOT NULL,
+        apikey TEXT NOT NULL,
+        entity_name TEXT NOT NULL,
+        entity_type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_seen TEXT,
+        PRIMARY KEY (tenant, device_id)
+    );
+    CREATE UNIQUE INDEX iot_devices_key ON iot_devices (apikey, device_id) WHERE apikey <> '';
+    CREATE INDEX iot_devices_scope ON iot_devices (tenant, service_path, device_id);
+    CREATE TABLE iot_dead_letters (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        tenant TEXT,
+        apikey TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    """,
+    # context source registrations (urbis.storage.registrations_base): `body` is the expanded
+    # document (urbis.context.registration), `mode` the effective mode, `ops` the bit mask of
+    # the supported operations (urbis.context.registration_ops). The index tables map each
+    # information item to its (type, entity id) pairs and attributes, '' meaning any (so that
+    # a look-up is `type IN ('', ...)`, index equality only);
+    # `registration_changes` records every write for the subscriptions to registrations.
+    # `csource_subscriptions` and its index tables have the shape of `subscriptions`.
+    """
+    CREATE TABLE registrations (
+        pk INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        ops INTEGER NOT NULL,
+        expires_key TEXT,
+        created_at TEXT NOT NULL,
+        modified_at TEXT NOT NULL,
+        times_sent INTEGER NOT NULL DEFAULT 0,
+        times_failed INTEGER NOT NULL DEFAULT 0,
+        last_success TEXT,
+        last_failure TEXT,
+        status TEXT,
+        UNIQUE (tenant, id)
+    );
+    CREATE INDEX registrations_mode ON registrations (tenant, mode);
+    CREATE TABLE registration_entities (
+        pk INTEGER NOT NULL REFERENCES registrations (pk) ON DELETE CASCADE,
+        tenant TEXT NOT NULL,
+        info INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        entity_id TEXT NOT NULL
+    );
+    CREATE INDEX registration_entities_type ON registration_entities (tenant, type, entity_id);
+    CREATE INDEX registration_entities_id ON registration_entities (tenant, entity_id);
+    CREATE INDEX registration_entities_pk ON registration_entities (pk);
+    CREATE TABLE registration_attrs (
+        pk INTEGER NOT NULL REFERENCES registrations (pk) ON DELETE CASCADE,
+        info INTEGER NOT NULL,
+        attr TEXT NOT NULL
+    );
+    CREATE INDEX registration_attrs_pk ON registration_attrs (pk, info, attr);
+    CREATE TABLE registration_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        before TEXT,
+        after TEXT,
+        created REAL NOT NULL
+    );
+    CREATE TABLE csource_subscriptions (
+        pk INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        is_active INTEGER NOT NULL,
+        expires_key TEXT,
+        time_interval REAL,
+        created_at TEXT NOT NULL,
+        modified_at TEXT NOT NULL,
+        times_sent INTEGER NOT NULL DEFAULT 0,
+        times_failed INTEGER NOT NULL DEFAULT 0,
+        last_notification TEXT,
+        last_success TEXT,
+        last_failure TEXT,
+        last_status TEXT,
+        UNIQUE (tenant, id)
+    );
+    CREATE INDEX csource_subscriptions_active ON csource_subscriptions (is_active, expires_key);
+    CREATE TABLE csource_subscription_types (
+        pk INTEGER NOT NULL REFERENCES csource_subscriptions (pk) ON DELETE CASCADE,
+        tenant TEXT NOT NULL,
+        type TEXT
+    );
+    CREATE INDEX csource_subscription_types_lookup ON csource_subscription_types (tenant, type);
+    CREATE INDEX csource_subscription_types_pk ON csource_subscription_types (pk);
+    CREATE TABLE csource_subscription_attrs (
+        pk INTEGER NOT NULL REFERENCES csource_subscriptions (pk) ON DELETE CASCADE,
+        tenant TEXT NOT NULL,
+        attr TEXT
+    );
+    CREATE INDEX csource_subscription_attrs_lookup ON csource_subscription_attrs (tenant, attr);
+    CREATE INDEX csource_subscription_attrs_pk ON csource_subscription_attrs (pk);
+    """,
 ]
 
 

@@ -2,14 +2,17 @@
 
 Writes run as jobs of the one writer thread (group commit, `urbis.storage.sqlite.db`), so a
 subscription write is durable when it returns and never races an entity write. The type and
-watched-attribute index rows of a subscription are rewritten with it.
+watched-attribute index rows of a subscription are rewritten with it. The same store keeps the
+subscriptions to context source registrations in tables of the same shape (`prefix="csource_"`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from urbis.context.errors import AlreadyExists, ResourceNotFound
@@ -52,15 +55,47 @@ _TALLY = (
     "last_success = coalesce(?, last_success), last_failure = coalesce(?, last_failure), "
     "last_status = coalesce(?, last_status) WHERE tenant = ? AND id = ?")
 _ADD_TENANT = "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)"
+_EXISTS = "SELECT 1 FROM subscriptions WHERE tenant = ? AND id = ?"
+_LOCK = f"SELECT s.pk, {_COLUMNS} FROM subscriptions s WHERE s.tenant = ? AND s.id = ?"  # noqa: S608
+_DELETE = "DELETE FROM subscriptions WHERE tenant = ? AND id = ?"
+_TABLE = re.compile(r"\b(subscriptions|subscription_types|subscription_attrs)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """The statements of one set of subscription tables."""
+
+    get: str = _GET
+    page: str = _PAGE
+    count: str = _COUNT
+    active: str = _ACTIVE
+    candidates: str = _CANDIDATES
+    insert: str = _INSERT
+    rewrite: str = _REWRITE
+    record: str = _RECORD
+    tally: str = _TALLY
+    exists: str = _EXISTS
+    lock: str = _LOCK
+    delete: str = _DELETE
+    types: str = "subscription_types"
+    attrs: str = "subscription_attrs"
+
+    @classmethod
+    def of(cls, prefix: str) -> _Sql:
+        """The statements with every table name prefixed."""
+        fields = {name: _TABLE.sub(lambda m: prefix + m.group(1), getattr(cls(), name))
+                  for name in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 class SqliteSubscriptionStore:
     """Subscriptions in the SQLite file of an entity store, written by its writer thread."""
 
-    def __init__(self, db: Database, on_new_tenant: Callable[[str], None] | None = None
-                 ) -> None:
+    def __init__(self, db: Database, on_new_tenant: Callable[[str], None] | None = None,
+                 *, prefix: str = "") -> None:
         self.db = db
         self._on_new_tenant = on_new_tenant
+        self._sql = _Sql.of(prefix)
 
     async def open(self) -> None:
         """Nothing to do: the entity store opens (and migrates) the shared database."""
@@ -76,15 +111,14 @@ class SqliteSubscriptionStore:
 
     async def create(self, tenant: str, subscription: Subscription) -> None:
         """Insert with its index rows; AlreadyExists when the id is taken in the tenant."""
-        sub = subscription
+        sub, sql = subscription, self._sql
 
         def job(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM subscriptions WHERE tenant = ? AND id = ?",
-                            (tenant, sub.id)).fetchone():
+            if conn.execute(sql.exists, (tenant, sub.id)).fetchone():
                 raise AlreadyExists(f"subscription {sub.id} already exists")
-            cursor = conn.execute(_INSERT, (tenant, sub.id, _body(sub), *_columns(sub),
-                                            sub.created_at, sub.modified_at))
-            _index(conn, tenant, int(cursor.lastrowid or 0), sub)
+            cursor = conn.execute(sql.insert, (tenant, sub.id, _body(sub), *_columns(sub),
+                                               sub.created_at, sub.modified_at))
+            _index(conn, sql, tenant, int(cursor.lastrowid or 0), sub)
             conn.execute(_ADD_TENANT, (tenant, sub.created_at))
 
         await self.db.write(job)
@@ -93,16 +127,19 @@ class SqliteSubscriptionStore:
 
     async def get(self, tenant: str, subscription_id: str) -> Subscription | None:
         """One subscription (a primary-key look-up on the calling thread)."""
-        row = self.db.read_inline(lambda c: c.execute(_GET, (tenant, subscription_id)).fetchone())
+        row = self.db.read_inline(
+            lambda c: c.execute(self._sql.get, (tenant, subscription_id)).fetchone())
         return None if row is None else _decode(row)
 
     async def query(self, tenant: str, *, limit: int, offset: int = 0, count: bool = False
                     ) -> SubscriptionPage:
         """A page in creation order, and the count when asked for."""
+        sql = self._sql
 
         def job(conn: sqlite3.Connection) -> SubscriptionPage:
-            rows = conn.execute(_PAGE, (tenant, limit, offset)).fetchall() if limit > 0 else []
-            total = conn.execute(_COUNT, (tenant,)).fetchone()[0] if count else None
+            rows = conn.execute(sql.page, (tenant, limit, offset)).fetchall() if limit > 0 \
+                else []
+            total = conn.execute(sql.count, (tenant,)).fetchone()[0] if count else None
             return SubscriptionPage([_decode(r) for r in rows], total)
 
         return await self.db.read(job)
@@ -110,24 +147,23 @@ class SqliteSubscriptionStore:
     async def update(self, tenant: str, subscription_id: str, fn: SubscriptionUpdate
                      ) -> Subscription:
         """Read, change and write back in one job of the writer; ResourceNotFound."""
+        sql = self._sql
 
         def job(conn: sqlite3.Connection) -> Subscription:
-            row = conn.execute(f"SELECT s.pk, {_COLUMNS} FROM subscriptions s "  # noqa: S608
-                               "WHERE s.tenant = ? AND s.id = ?",
-                               (tenant, subscription_id)).fetchone()
+            row = conn.execute(sql.lock, (tenant, subscription_id)).fetchone()
             if row is None:
                 raise ResourceNotFound(f"subscription {subscription_id} not found")
             new = fn(_decode(row[1:]))
-            conn.execute(_REWRITE, (_body(new), *_columns(new), new.modified_at, row[0]))
-            _index(conn, tenant, row[0], new)
+            conn.execute(sql.rewrite, (_body(new), *_columns(new), new.modified_at, row[0]))
+            _index(conn, sql, tenant, row[0], new)
             return new
 
         return await self.db.write(job)
 
     async def delete(self, tenant: str, subscription_id: str) -> bool:
         """Delete (its index rows cascade)."""
-        cursor = await self.db.write(lambda c: c.execute(
-            "DELETE FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, subscription_id)))
+        cursor = await self.db.write(lambda c: c.execute(self._sql.delete,
+                                                         (tenant, subscription_id)))
         return bool(cursor.rowcount)
 
     async def record_notification(self, tenant: str, subscription_id: str,
@@ -136,7 +172,7 @@ class SqliteSubscriptionStore:
         ok, at = outcome.ok, outcome.at
         status = OK if ok else FAILED if outcome.final else None
         args = (0 if ok else 1, at, ok, at, ok, at, status, tenant, subscription_id)
-        cursor = await self.db.write(lambda c: c.execute(_RECORD, args))
+        cursor = await self.db.write(lambda c: c.execute(self._sql.record, args))
         return bool(cursor.rowcount)
 
     async def record_notifications(self, tallies: Sequence[DeliveryTally]) -> None:
@@ -144,12 +180,12 @@ class SqliteSubscriptionStore:
         rows = [(t.sent, t.failed, t.last_notification, t.last_success, t.last_failure,
                  t.last_status, t.tenant, t.subscription_id) for t in tallies]
         if rows:
-            await self.db.write(lambda c: c.executemany(_TALLY, rows))
+            await self.db.write(lambda c: c.executemany(self._sql.tally, rows))
 
     async def active(self, now: str) -> list[tuple[str, Subscription]]:
         """Every tenant's subscriptions that are neither paused nor expired."""
         key = datetime_key(now) or now
-        rows = await self.db.read(lambda c: c.execute(_ACTIVE, (key,)).fetchall())
+        rows = await self.db.read(lambda c: c.execute(self._sql.active, (key,)).fetchall())
         return [(r[0], _decode(r[1:])) for r in rows]
 
     async def candidates(self, tenant: str, types: Sequence[str], attrs: Sequence[str],
@@ -157,7 +193,7 @@ class SqliteSubscriptionStore:
         """Active subscriptions about one of the types and one of the attributes (or any)."""
         args = (tenant, datetime_key(now) or now, tenant, json.dumps(list(types)), tenant,
                 json.dumps(list(attrs)))
-        rows = await self.db.read(lambda c: c.execute(_CANDIDATES, args).fetchall())
+        rows = await self.db.read(lambda c: c.execute(self._sql.candidates, args).fetchall())
         return [_decode(r) for r in rows]
 
 
@@ -170,12 +206,13 @@ def _columns(sub: Subscription) -> tuple[Any, ...]:
     return (1 if sub.active else 0, sub.expires_key, sub.time_interval)
 
 
-def _index(conn: sqlite3.Connection, tenant: str, pk: int, sub: Subscription) -> None:
-    conn.execute("DELETE FROM subscription_types WHERE pk = ?", (pk,))
-    conn.execute("DELETE FROM subscription_attrs WHERE pk = ?", (pk,))
-    conn.executemany("INSERT INTO subscription_types (pk, tenant, type) VALUES (?, ?, ?)",
+def _index(conn: sqlite3.Connection, sql: _Sql, tenant: str, pk: int, sub: Subscription
+           ) -> None:
+    conn.execute(f"DELETE FROM {sql.types} WHERE pk = ?", (pk,))  # noqa: S608
+    conn.execute(f"DELETE FROM {sql.attrs} WHERE pk = ?", (pk,))  # noqa: S608
+    conn.executemany(f"INSERT INTO {sql.types} (pk, tenant, type) VALUES (?, ?, ?)",  # noqa: S608
                      [(pk, tenant, t) for t in sub.type_keys()])
-    conn.executemany("INSERT INTO subscription_attrs (pk, tenant, attr) VALUES (?, ?, ?)",
+    conn.executemany(f"INSERT INTO {sql.attrs} (pk, tenant, attr) VALUES (?, ?, ?)",  # noqa: S608
                      [(pk, tenant, a) for a in sub.attr_keys()])
 
 
