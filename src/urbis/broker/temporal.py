@@ -99,10 +99,10 @@ class TemporalService:
                 done = await self.store.settle(SETTLE_BATCH)
             except Exception:
                 log.exception("writing journaled changes into histories failed; trying again")
-            # more may be waiting (a step also stops at a number of entity changes): go on
-            # soon, letting writes in between; else wait for the next interval
-            await asyncio.sleep(0 if done >= SETTLE_BATCH else 0.005 if done
-                                else self.settle_interval)
+            # a full step: more is waiting, go on at once (writes still run in between); else
+            # wait, so that the next step writes many changes at once (a step also stops at
+            # ~2,000 entity changes: 40,000 a second at this interval, more than the writes)
+            await asyncio.sleep(0 if done >= SETTLE_BATCH else self.settle_interval)
 
     async def _purge_loop(self) -> None:
         while True:
