@@ -124,7 +124,9 @@ def server_info(url: str) -> dict[str, Any]:
         raise DatabaseUnavailable(
             f"cannot use the PostgreSQL server of {url} ({exc}); start it, point --pg-url "
             "(URBIS_BENCH_PG_URL) at one, or measure SQLite only: --backends sqlite") from exc
-    return dict(zip(names, values, strict=True))
+    info = dict(zip(names, values, strict=True))
+    info["connection"] = "Unix socket" if "host=/" in urlparse(url).query else "loopback TCP"
+    return info
 
 
 @contextmanager

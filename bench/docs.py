@@ -44,7 +44,8 @@ def _machine(m: dict[str, Any], backend: str) -> str:
     ]
     pg = m.get("postgresql")
     if backend == "postgresql" and pg:
-        rows.append(["PostgreSQL", f"{pg['server_version']}, same machine, loopback "
+        rows.append(["PostgreSQL", f"{pg['server_version']}, same machine, "
+                     f"{pg.get('connection', 'loopback')} "
                      f"(shared_buffers {pg['shared_buffers']}, synchronous_commit "
                      f"{pg['synchronous_commit']}, fsync {pg['fsync']})"])
     else:
