@@ -61,68 +61,78 @@ async def open_stores(url: str, *, readers: int = 2, synchronous: str = "full",
     """Open (and migrate) the backends named by a store URL (pool sizes: PostgreSQL's)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        from urbis.storage.sqlite.contexts import SqliteContextStore
-        from urbis.storage.sqlite.outbox import SqliteOutbox
-        from urbis.storage.sqlite.store import SqliteEntityStore
-        from urbis.storage.sqlite.subscriptions import SqliteSubscriptionStore
-
-        path = sqlite_path(url)
-        entities = SqliteEntityStore(path, readers=readers, synchronous=synchronous)
-        await entities.open()
-        contexts = SqliteContextStore(path)
-        await contexts.open()
-        subscriptions = SqliteSubscriptionStore(entities.db, on_new_tenant=entities.note_tenant)
-        outbox = SqliteOutbox(entities.db, entities.add_journal)
-        from urbis.storage.sqlite.temporal import SqliteTemporalStore
-
-        temporal = SqliteTemporalStore(entities.db)
-        if history:
-            entities.add_journal(temporal.journal)
-        from urbis.storage.sqlite.apikeys import SqliteApiKeyStore
-        from urbis.storage.sqlite.audit import SqliteAuditStore
-
-        audit_log = SqliteAuditStore(entities.db)
-        if audit:
-            entities.add_journal(audit_log.journal)
-        from urbis.storage.sqlite.devices import SqliteDeviceStore
-        from urbis.storage.sqlite.registrations import SqliteRegistrationStore
-
-        return Stores(entities, contexts, subscriptions, outbox, temporal=temporal,
-                      apikeys=SqliteApiKeyStore(entities.db), audit=audit_log,
-                      devices=SqliteDeviceStore(entities.db),
-                      registrations=SqliteRegistrationStore(entities.db, entities.note_tenant),
-                      csource_subscriptions=SqliteSubscriptionStore(
-                          entities.db, entities.note_tenant, prefix="csource_"))
+        return await _open_sqlite(url, readers, synchronous, history, audit)
     if scheme in ("postgresql", "postgres"):
-        from urbis.storage.postgres import open_postgres_stores
-        from urbis.storage.postgres.outbox import PostgresOutbox
-        from urbis.storage.postgres.subscriptions import PostgresSubscriptionStore
-
-        pg_entities, pg_contexts = await open_postgres_stores(url, min_size=pool_min,
-                                                              max_size=pool_max)
-        pg_subscriptions = PostgresSubscriptionStore(pg_entities.db)
-        pg_outbox = PostgresOutbox(pg_entities.db, pg_entities.add_journal)
-        from urbis.storage.postgres.temporal import PostgresTemporalStore
-
-        pg_temporal = PostgresTemporalStore(pg_entities.db)
-        if history:
-            pg_entities.add_journal(pg_temporal.journal)
-        from urbis.storage.postgres.apikeys import PostgresApiKeyStore
-        from urbis.storage.postgres.audit import PostgresAuditStore
-
-        pg_audit = PostgresAuditStore(pg_entities.db)
-        if audit:
-            pg_entities.add_journal(pg_audit.journal)
-        from urbis.storage.postgres.devices import PostgresDeviceStore
-        from urbis.storage.postgres.registrations import PostgresRegistrationStore
-        from urbis.storage.registrations_base import TOPIC_CSOURCE_SUBSCRIPTIONS
-
-        return Stores(pg_entities, pg_contexts, pg_subscriptions, pg_outbox,
-                      pg_entities.invalidations, temporal=pg_temporal,
-                      apikeys=PostgresApiKeyStore(pg_entities.db), audit=pg_audit,
-                      devices=PostgresDeviceStore(pg_entities.db),
-                      registrations=PostgresRegistrationStore(pg_entities.db),
-                      csource_subscriptions=PostgresSubscriptionStore(
-                          pg_entities.db, prefix="csource_",
-                          topic=TOPIC_CSOURCE_SUBSCRIPTIONS))
+        return await _open_postgres(url, pool_min, pool_max, history, audit)
     raise ValueError(f"unsupported store URL {url!r} (use sqlite:///PATH or postgresql://...)")
+
+
+async def _open_sqlite(url: str, readers: int, synchronous: str, history: bool, audit: bool
+                       ) -> Stores:
+    from urbis.storage.sqlite.contexts import SqliteContextStore
+    from urbis.storage.sqlite.outbox import SqliteOutbox
+    from urbis.storage.sqlite.store import SqliteEntityStore
+    from urbis.storage.sqlite.subscriptions import SqliteSubscriptionStore
+
+    path = sqlite_path(url)
+    entities = SqliteEntityStore(path, readers=readers, synchronous=synchronous)
+    await entities.open()
+    contexts = SqliteContextStore(path)
+    await contexts.open()
+    subscriptions = SqliteSubscriptionStore(entities.db, on_new_tenant=entities.note_tenant)
+    outbox = SqliteOutbox(entities.db, entities.add_journal)
+    from urbis.storage.sqlite.temporal import SqliteTemporalStore
+
+    temporal = SqliteTemporalStore(entities.db)
+    if history:
+        entities.add_journal(temporal.journal)
+    from urbis.storage.sqlite.apikeys import SqliteApiKeyStore
+    from urbis.storage.sqlite.audit import SqliteAuditStore
+
+    audit_log = SqliteAuditStore(entities.db)
+    if audit:
+        entities.add_journal(audit_log.journal)
+    from urbis.storage.sqlite.devices import SqliteDeviceStore
+    from urbis.storage.sqlite.registrations import SqliteRegistrationStore
+
+    return Stores(entities, contexts, subscriptions, outbox, temporal=temporal,
+                  apikeys=SqliteApiKeyStore(entities.db), audit=audit_log,
+                  devices=SqliteDeviceStore(entities.db),
+                  registrations=SqliteRegistrationStore(entities.db, entities.note_tenant),
+                  csource_subscriptions=SqliteSubscriptionStore(
+                      entities.db, entities.note_tenant, prefix="csource_"))
+
+
+async def _open_postgres(url: str, pool_min: int, pool_max: int, history: bool, audit: bool
+                         ) -> Stores:
+    from urbis.storage.postgres import open_postgres_stores
+    from urbis.storage.postgres.outbox import PostgresOutbox
+    from urbis.storage.postgres.subscriptions import PostgresSubscriptionStore
+
+    pg_entities, pg_contexts = await open_postgres_stores(url, min_size=pool_min,
+                                                          max_size=pool_max)
+    pg_subscriptions = PostgresSubscriptionStore(pg_entities.db)
+    pg_outbox = PostgresOutbox(pg_entities.db, pg_entities.add_journal)
+    from urbis.storage.postgres.temporal import PostgresTemporalStore
+
+    pg_temporal = PostgresTemporalStore(pg_entities.db)
+    if history:
+        pg_entities.add_journal(pg_temporal.journal)
+    from urbis.storage.postgres.apikeys import PostgresApiKeyStore
+    from urbis.storage.postgres.audit import PostgresAuditStore
+
+    pg_audit = PostgresAuditStore(pg_entities.db)
+    if audit:
+        pg_entities.add_journal(pg_audit.journal)
+    from urbis.storage.postgres.devices import PostgresDeviceStore
+    from urbis.storage.postgres.registrations import PostgresRegistrationStore
+    from urbis.storage.registrations_base import TOPIC_CSOURCE_SUBSCRIPTIONS
+
+    return Stores(pg_entities, pg_contexts, pg_subscriptions, pg_outbox,
+                  pg_entities.invalidations, temporal=pg_temporal,
+                  apikeys=PostgresApiKeyStore(pg_entities.db), audit=pg_audit,
+                  devices=PostgresDeviceStore(pg_entities.db),
+                  registrations=PostgresRegistrationStore(pg_entities.db),
+                  csource_subscriptions=PostgresSubscriptionStore(
+                      pg_entities.db, prefix="csource_",
+                      topic=TOPIC_CSOURCE_SUBSCRIPTIONS))
